@@ -556,6 +556,20 @@ bl_conf_include(bl_conf_t *cf)
 }
 
 bl_int_t
+bl_conf_default_path(bl_cycle_t *cycle, const char *path, bl_str_t *out)
+{
+    size_t  n;
+
+    n = strlen(BL_PREFIX);
+    if (strncmp(path, BL_PREFIX, n) == 0) {
+        path += n;                       /* relative to the prefix */
+    }
+    out->data = (u_char *) path;
+    out->len = strlen(path);
+    return bl_conf_full_name(cycle, out);
+}
+
+bl_int_t
 bl_conf_full_name(bl_cycle_t *cycle, bl_str_t *name)
 {
     u_char  *p;

@@ -131,6 +131,13 @@ char *bl_conf_set_path(bl_conf_t *cf, const bl_command_t *cmd, void *conf);
  * (BL_CONF_UNSET_UINT).  num's post may be a bl_conf_num_bounds_t.
  */
 
+/*
+ * A built-in default path (BL_PID_PATH, ...): configure made it absolute
+ * under BL_PREFIX; with another prefix (-p) it moves along, as in nginx.
+ */
+bl_int_t bl_conf_default_path(bl_cycle_t *cycle, const char *path,
+    bl_str_t *out);
+
 /* make a path absolute against the cycle's prefix (in the cycle pool) */
 bl_int_t bl_conf_full_name(bl_cycle_t *cycle, bl_str_t *name);
 

@@ -79,14 +79,14 @@ bl_core_init_conf(bl_cycle_t *cycle, void *conf)
     bl_conf_init_msec_value(ccf->shutdown_timeout, 30000);
 
     if (ccf->pid.data == NULL) {
-        bl_str_set(&ccf->pid, BL_PID_PATH);
-        if (bl_conf_full_name(cycle, &ccf->pid) != BL_OK) {
+        if (bl_conf_default_path(cycle, BL_PID_PATH, &ccf->pid) != BL_OK) {
             return BL_CONF_ERROR;
         }
     }
     if (ccf->error_log.data == NULL) {
-        bl_str_set(&ccf->error_log, BL_ERROR_LOG_PATH);
-        if (bl_conf_full_name(cycle, &ccf->error_log) != BL_OK) {
+        if (bl_conf_default_path(cycle, BL_ERROR_LOG_PATH, &ccf->error_log)
+            != BL_OK)
+        {
             return BL_CONF_ERROR;
         }
     }

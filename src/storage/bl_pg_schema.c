@@ -1,0 +1,519 @@
+/*
+ * The database schema: versioned migrations, the server-side functions
+ * they install, and the statements every connection prepares.
+ *
+ * Tables (DESIGN.md section 3):
+ *
+ *   ballast_meta   one row (id 1): revision (1 in a fresh store, as etcd),
+ *                  compact_revision (0: never compacted; reads compare
+ *                  "rev < compact_revision", so 0 needs no special case),
+ *                  cluster_id (random, positive), schema_version
+ *   ballast_kv     the current state, one row per live key
+ *   ballast_log    one row per event, (rev, sub); kind 0 put, 1 delete;
+ *                  prev_rev: mod revision of the key's previous live
+ *                  version (0: the key was absent), for prev_kv
+ *   ballast_lease  leases: id, granted ttl, expiry
+ *   ballast_node   ballast nodes sharing the database
+ *
+ * Keys and values are bytea, which PostgreSQL orders bytewise (memcmp,
+ * then length): etcd's order.
+ *
+ * Revisions are taken under the row lock of ballast_meta, inside the
+ * transaction that writes kv and log, never from a sequence: a writer
+ * cannot take revision R+1 before R committed, so revisions are gap-free
+ * and visible in order on every node.  Every writing function takes that
+ * lock first (UPDATE ballast_meta ... RETURNING revision) and only then
+ * reads kv, so that it sees every earlier write and locks in one order.
+ * A write that ends in an etcd error gives its revision back before it
+ * returns (it still holds the lock: nobody saw the number).
+ */
+#include <bl_core.h>
+#include <bl_pg.h>
+
+
+/* the schema this code understands */
+#define BL_PG_SCHEMA_VERSION  1
+
+/* pg_advisory_xact_lock key of migrations: "ballast\0" */
+#define BL_PG_MIGRATION_LOCK  "7089066501205095424"
+
+
+/*
+ * The meta table is created by the locked check itself (so that the
+ * check can read schema_version whether or not the schema exists); its
+ * definition here is frozen: later versions ALTER it.
+ */
+#define BL_PG_META_SQL                                                        \
+    "CREATE TABLE IF NOT EXISTS ballast_meta ("                               \
+    "  id               smallint PRIMARY KEY CHECK (id = 1),"                 \
+    "  revision         bigint NOT NULL,"                                     \
+    "  compact_revision bigint NOT NULL,"                                     \
+    "  cluster_id       bigint NOT NULL,"                                     \
+    "  schema_version   integer NOT NULL"                                     \
+    ");"
+
+
+/*
+ * ballast_put(key, value, lease, flags) -> one row
+ *   flags: 1 prev_kv, 2 ignore_value, 4 ignore_lease
+ *   err: 0 ok, 1 key not found (ignore_* on an absent key), 2 lease not
+ *   found; etcd errors are values, never raised, so that they never
+ *   abort the other writes of a group commit.  On an error nothing is
+ *   written and no revision is used: rev is then the current revision.
+ */
+#define BL_PG_PUT_FUNCTION                                                    \
+    "CREATE OR REPLACE FUNCTION ballast_put(p_key bytea, p_value bytea,"      \
+    "    p_lease bigint, p_flags integer, OUT err integer, OUT rev bigint,"   \
+    "    OUT prev_create_rev bigint, OUT prev_mod_rev bigint,"                \
+    "    OUT prev_version bigint, OUT prev_lease bigint,"                     \
+    "    OUT prev_value bytea)\n"                                             \
+    "LANGUAGE plpgsql AS $f$\n"                                               \
+    "DECLARE\n"                                                               \
+    "    o        ballast_kv%ROWTYPE;\n"                                      \
+    "    v_value  bytea;\n"                                                   \
+    "    v_lease  bigint;\n"                                                  \
+    "BEGIN\n"                                                                 \
+    "    err := 0;\n"                                                         \
+    /* the revision, under the meta row lock held until commit */            \
+    "    UPDATE ballast_meta SET revision = revision + 1 WHERE id = 1\n"      \
+    "        RETURNING revision INTO rev;\n"                                  \
+    "    SELECT * INTO o FROM ballast_kv WHERE key = p_key;\n"                \
+    "    IF NOT FOUND THEN\n"                                                 \
+    "        IF p_flags & 6 <> 0 THEN\n"                                      \
+    "            err := 1;\n"                                                 \
+    "        END IF;\n"                                                       \
+    "        v_value := p_value;\n"                                           \
+    "        v_lease := p_lease;\n"                                           \
+    "    ELSE\n"                                                              \
+    "        v_value := CASE WHEN p_flags & 2 <> 0 THEN o.value\n"            \
+    "                        ELSE p_value END;\n"                             \
+    "        v_lease := CASE WHEN p_flags & 4 <> 0 THEN o.lease\n"            \
+    "                        ELSE p_lease END;\n"                             \
+    "    END IF;\n"                                                           \
+    "    IF err = 0 AND v_lease <> 0 THEN\n"                                  \
+    "        PERFORM 1 FROM ballast_lease WHERE id = v_lease;\n"              \
+    "        IF NOT FOUND THEN\n"                                             \
+    "            err := 2;\n"                                                 \
+    "        END IF;\n"                                                       \
+    "    END IF;\n"                                                           \
+    "    IF err <> 0 THEN\n"                                                  \
+    /* give the revision back: nobody else saw it, we hold the lock */       \
+    "        UPDATE ballast_meta SET revision = revision - 1 WHERE id = 1\n"  \
+    "            RETURNING revision INTO rev;\n"                              \
+    "        RETURN;\n"                                                       \
+    "    END IF;\n"                                                           \
+    "    IF o.key IS NULL THEN\n"                                             \
+    "        INSERT INTO ballast_kv\n"                                        \
+    "            VALUES (p_key, rev, rev, 1, v_lease, v_value);\n"            \
+    "        INSERT INTO ballast_log\n"                                       \
+    "            VALUES (rev, 0, p_key, 0, rev, 1, v_lease, v_value, 0);\n"   \
+    "    ELSE\n"                                                              \
+    "        UPDATE ballast_kv SET mod_rev = rev, version = o.version + 1,\n" \
+    "            lease = v_lease, value = v_value WHERE key = p_key;\n"       \
+    "        INSERT INTO ballast_log VALUES (rev, 0, p_key, 0,\n"             \
+    "            o.create_rev, o.version + 1, v_lease, v_value,\n"            \
+    "            o.mod_rev);\n"                                               \
+    "        IF p_flags & 1 <> 0 THEN\n"                                      \
+    "            prev_create_rev := o.create_rev;\n"                          \
+    "            prev_mod_rev := o.mod_rev;\n"                                \
+    "            prev_version := o.version;\n"                                \
+    "            prev_lease := o.lease;\n"                                    \
+    "            prev_value := o.value;\n"                                    \
+    "        END IF;\n"                                                       \
+    "    END IF;\n"                                                           \
+    "END\n"                                                                   \
+    "$f$;"
+
+
+/* version 1: everything but the meta table itself */
+static const char  bl_pg_migration_1[] =
+    "INSERT INTO ballast_meta VALUES (1, 1, 0,"
+    "  greatest(1, ('x' || substr(md5(gen_random_uuid()::text), 1, 16))"
+    "              ::bit(64)::bigint & 9223372036854775807),"
+    "  1);"
+
+    "CREATE TABLE ballast_kv ("
+    "  key         bytea PRIMARY KEY,"
+    "  create_rev  bigint NOT NULL,"
+    "  mod_rev     bigint NOT NULL,"
+    "  version     bigint NOT NULL,"
+    "  lease       bigint NOT NULL,"
+    "  value       bytea NOT NULL"
+    ");"
+    "CREATE INDEX ballast_kv_lease ON ballast_kv (lease) WHERE lease <> 0;"
+
+    "CREATE TABLE ballast_log ("
+    "  rev         bigint NOT NULL,"
+    "  sub         integer NOT NULL,"
+    "  key         bytea NOT NULL,"
+    "  kind        smallint NOT NULL,"
+    "  create_rev  bigint NOT NULL,"
+    "  version     bigint NOT NULL,"
+    "  lease       bigint NOT NULL,"
+    "  value       bytea NOT NULL,"
+    "  prev_rev    bigint NOT NULL,"
+    "  PRIMARY KEY (rev, sub)"
+    ");"
+    /* DESC: "latest row per key at or below R" walks it forwards */
+    "CREATE INDEX ballast_log_key_rev ON ballast_log (key, rev DESC);"
+
+    "CREATE TABLE ballast_lease ("
+    "  id          bigint PRIMARY KEY,"
+    "  ttl         bigint NOT NULL,"
+    "  expires_at  timestamptz NOT NULL"
+    ");"
+
+    "CREATE TABLE ballast_node ("
+    "  id              bigint PRIMARY KEY,"
+    "  name            text NOT NULL,"
+    "  client_urls     text NOT NULL,"
+    "  last_heartbeat  timestamptz NOT NULL"
+    ");"
+
+    BL_PG_PUT_FUNCTION;
+
+
+/* index: the version a script upgrades to */
+static const char  *bl_pg_migrations[BL_PG_SCHEMA_VERSION + 1] = {
+    NULL,
+    bl_pg_migration_1,
+};
+
+
+/*
+ * The check.  Fast path, every connection: read the version (one round
+ * trip).  Slow path, when the schema is absent or older: under the
+ * advisory lock, in one transaction, create or upgrade step by step.
+ */
+
+#define BL_PG_VERSION_SQL                                                     \
+    "SELECT schema_version, cluster_id FROM ballast_meta WHERE id = 1"
+
+enum {
+    BL_PG_STEP_READ = 0,       /* fast path sent */
+    BL_PG_STEP_LOCKED,         /* lock + meta + version sent */
+    BL_PG_STEP_COMMIT,         /* COMMIT of a current schema sent */
+    BL_PG_STEP_MIGRATE         /* migrations + COMMIT sent */
+};
+
+static char  *bl_pg_migrate_sql;
+
+
+static bl_int_t
+bl_pg_schema_version(PGresult *res, int64_t *version, int64_t *cluster_id)
+{
+    int32_t  v;
+
+    if (PQntuples(res) == 0) {
+        *version = 0;
+        *cluster_id = 0;
+        return BL_OK;
+    }
+
+    /* the simple protocol: text results */
+    v = (int32_t) strtol(PQgetvalue(res, 0, 0), NULL, 10);
+    *version = v;
+    *cluster_id = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
+
+    if (v <= 0) {
+        bl_log_error(BL_LOG_ERR, 0, "postgres: ballast_meta holds an "
+                     "invalid schema_version %d", (int) v);
+        return BL_ERROR;
+    }
+
+    return BL_OK;
+}
+
+
+/* logged once until the schema is accepted again: every connection of
+ * every worker retries the check every few seconds meanwhile */
+static int64_t  bl_pg_schema_refused;
+
+
+static bl_int_t
+bl_pg_schema_newer(int64_t version)
+{
+    if (bl_pg_schema_refused != version) {
+        bl_log_error(BL_LOG_CRIT, 0, "postgres: the database has schema "
+                     "version %" PRId64 ", newer than this ballast "
+                     "understands (%d): refusing to use it until ballast is "
+                     "upgraded", version, BL_PG_SCHEMA_VERSION);
+        bl_pg_schema_refused = version;
+    }
+
+    return BL_DECLINED;
+}
+
+
+static bl_int_t
+bl_pg_schema_ok(int64_t cluster_id, int64_t *out)
+{
+    if (bl_pg_schema_refused != 0) {
+        bl_log_error(BL_LOG_NOTICE, 0, "postgres: the database schema is "
+                     "version %d again", BL_PG_SCHEMA_VERSION);
+        bl_pg_schema_refused = 0;
+    }
+
+    *out = cluster_id;
+    return BL_OK;
+}
+
+
+static char *
+bl_pg_schema_migrate_sql(int64_t from)
+{
+    int     v;
+    size_t  n;
+    char   *sql, *p;
+
+    static const char  tail_fmt[] =
+        "UPDATE ballast_meta SET schema_version = %d WHERE id = 1;"
+        BL_PG_VERSION_SQL "; COMMIT";
+
+    n = sizeof(tail_fmt) + 16;
+
+    for (v = (int) from + 1; v <= BL_PG_SCHEMA_VERSION; v++) {
+        n += strlen(bl_pg_migrations[v]) + 1;
+    }
+
+    sql = bl_alloc(n);
+    if (sql == NULL) {
+        return NULL;
+    }
+
+    p = sql;
+
+    for (v = (int) from + 1; v <= BL_PG_SCHEMA_VERSION; v++) {
+        n = strlen(bl_pg_migrations[v]);
+        memcpy(p, bl_pg_migrations[v], n);
+        p += n;
+        *p++ = '\n';
+    }
+
+    sprintf(p, tail_fmt, BL_PG_SCHEMA_VERSION);
+
+    return sql;
+}
+
+
+bl_int_t
+bl_pg_schema_step(int *step, PGresult *res, const char **sql,
+    int64_t *cluster_id)
+{
+    int64_t      version, id;
+    const char  *state;
+
+    if (res != NULL && PQresultStatus(res) == PGRES_FATAL_ERROR) {
+        state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+
+        if (*step == BL_PG_STEP_READ && state != NULL
+            && strcmp(state, "42P01") == 0)
+        {
+            /* undefined_table: a fresh database */
+            goto locked;
+        }
+
+        bl_log_error(BL_LOG_ERR, 0, "postgres: %s while %s the schema",
+                     bl_pg_result_error(res),
+                     *step == BL_PG_STEP_MIGRATE ? "migrating"
+                                                 : "checking");
+        return BL_ERROR;
+    }
+
+    switch (*step) {
+
+    case BL_PG_STEP_READ:
+        if (res == NULL) {
+            *sql = BL_PG_VERSION_SQL;
+            return BL_AGAIN;
+        }
+
+        if (bl_pg_schema_version(res, &version, &id) != BL_OK) {
+            return BL_ERROR;
+        }
+
+        if (version == BL_PG_SCHEMA_VERSION) {
+            return bl_pg_schema_ok(id, cluster_id);
+        }
+
+        if (version > BL_PG_SCHEMA_VERSION) {
+            return bl_pg_schema_newer(version);
+        }
+
+        goto locked;
+
+    case BL_PG_STEP_LOCKED:
+        if (bl_pg_schema_version(res, &version, &id) != BL_OK) {
+            return BL_ERROR;
+        }
+
+        if (version > BL_PG_SCHEMA_VERSION) {
+            /* closing the connection rolls the transaction back */
+            return bl_pg_schema_newer(version);
+        }
+
+        if (version == BL_PG_SCHEMA_VERSION) {
+            /* another connection or node did it meanwhile */
+            *step = BL_PG_STEP_COMMIT;
+            *sql = "COMMIT; " BL_PG_VERSION_SQL;
+            return BL_AGAIN;
+        }
+
+        free(bl_pg_migrate_sql);
+        bl_pg_migrate_sql = bl_pg_schema_migrate_sql(version);
+        if (bl_pg_migrate_sql == NULL) {
+            return BL_ERROR;
+        }
+
+        if (version == 0) {
+            bl_log_error(BL_LOG_NOTICE, 0, "postgres: creating the ballast "
+                         "schema, version %d", BL_PG_SCHEMA_VERSION);
+        } else {
+            bl_log_error(BL_LOG_NOTICE, 0, "postgres: upgrading the ballast "
+                         "schema from version %" PRId64 " to %d", version,
+                         BL_PG_SCHEMA_VERSION);
+        }
+
+        *step = BL_PG_STEP_MIGRATE;
+        *sql = bl_pg_migrate_sql;
+        return BL_AGAIN;
+
+    case BL_PG_STEP_COMMIT:
+    case BL_PG_STEP_MIGRATE:
+        if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK
+            || bl_pg_schema_version(res, &version, &id) != BL_OK)
+        {
+            bl_log_error(BL_LOG_ERR, 0, "postgres: unexpected answer while "
+                         "migrating the schema");
+            return BL_ERROR;
+        }
+
+        if (version != BL_PG_SCHEMA_VERSION) {
+            return bl_pg_schema_newer(version);
+        }
+
+        return bl_pg_schema_ok(id, cluster_id);
+    }
+
+    return BL_ERROR;
+
+locked:
+
+    /* one transaction until the COMMIT of the last step; an absent meta
+     * table reads as version 0 */
+    *step = BL_PG_STEP_LOCKED;
+    *sql = "BEGIN;"
+           "SELECT pg_advisory_xact_lock(" BL_PG_MIGRATION_LOCK ");"
+           "SET LOCAL client_min_messages = warning;"
+           BL_PG_META_SQL
+           BL_PG_VERSION_SQL;
+    return BL_AGAIN;
+}
+
+
+void
+bl_pg_schema_free(void)
+{
+    free(bl_pg_migrate_sql);
+    bl_pg_migrate_sql = NULL;
+}
+
+
+/*
+ * Prepared statements.  Range, every form: $1 key, $2 range_end, $3 limit
+ * (NULL: all), $4 keys_only, $5 revision (the _at forms); columns:
+ *   0 revision  1 compact_revision  2 count (all matches)
+ *   3 key  4 create_rev  5 mod_rev  6 version  7 lease  8 value
+ * and at least one row: with no match, one row whose key is NULL.  One
+ * statement is one snapshot: header revision, count and rows agree.
+ */
+
+#define BL_PG_RANGE_ONE_SQL                                                   \
+    "SELECT m.revision, m.compact_revision, (k.key IS NOT NULL)::int::int8,"  \
+    "  k.key, k.create_rev, k.mod_rev, k.version, k.lease,"                   \
+    "  CASE WHEN $4 THEN NULL ELSE k.value END"                               \
+    " FROM ballast_meta m LEFT JOIN ballast_kv k ON k.key = $1"               \
+    " WHERE m.id = 1"
+
+#define BL_PG_RANGE_SQL(cond)                                                 \
+    "SELECT m.revision, m.compact_revision, c.n,"                             \
+    "  k.key, k.create_rev, k.mod_rev, k.version, k.lease, k.value"           \
+    " FROM ballast_meta m"                                                    \
+    " CROSS JOIN LATERAL"                                                     \
+    "  (SELECT count(*) AS n FROM ballast_kv WHERE " cond ") c"               \
+    " LEFT JOIN LATERAL"                                                      \
+    "  (SELECT key, create_rev, mod_rev, version, lease,"                     \
+    "     CASE WHEN $4 THEN NULL ELSE value END AS value"                     \
+    "   FROM ballast_kv WHERE " cond " ORDER BY key LIMIT $3) k ON true"      \
+    " WHERE m.id = 1"
+
+/* at revision $5: the latest log row of each key at or below it, deletes
+ * filtered; no rows unless compact_revision <= $5 <= revision (the caller
+ * tells FUTURE_REV and COMPACTED from columns 0 and 1) */
+
+#define BL_PG_RANGE_ONE_AT_SQL                                                \
+    "SELECT m.revision, m.compact_revision, (k.key IS NOT NULL)::int::int8,"  \
+    "  k.key, k.create_rev, k.rev, k.version, k.lease,"                       \
+    "  CASE WHEN $4 THEN NULL ELSE k.value END"                               \
+    " FROM ballast_meta m LEFT JOIN LATERAL"                                  \
+    "  (SELECT * FROM"                                                        \
+    "    (SELECT * FROM ballast_log WHERE key = $1 AND rev <= $5"             \
+    "     ORDER BY rev DESC LIMIT 1) x WHERE x.kind = 0) k"                   \
+    "  ON $5 <= m.revision AND $5 >= m.compact_revision"                      \
+    " WHERE m.id = 1"
+
+#define BL_PG_RANGE_AT_SQL(cond)                                              \
+    "WITH m AS (SELECT revision, compact_revision FROM ballast_meta"          \
+    "           WHERE id = 1),"                                               \
+    " h AS MATERIALIZED"                                                      \
+    "  (SELECT DISTINCT ON (l.key) l.key, l.kind, l.create_rev, l.rev,"       \
+    "     l.version, l.lease, l.value"                                        \
+    "   FROM ballast_log l, m"                                                \
+    "   WHERE " cond " AND l.rev <= $5"                                       \
+    "     AND $5 <= m.revision AND $5 >= m.compact_revision"                  \
+    "   ORDER BY l.key, l.rev DESC)"                                          \
+    " SELECT m.revision, m.compact_revision,"                                 \
+    "  (SELECT count(*) FROM h WHERE kind = 0),"                              \
+    "  k.key, k.create_rev, k.rev, k.version, k.lease, k.value"               \
+    " FROM m LEFT JOIN LATERAL"                                               \
+    "  (SELECT key, create_rev, rev, version, lease,"                         \
+    "     CASE WHEN $4 THEN NULL ELSE value END AS value"                     \
+    "   FROM h WHERE kind = 0 ORDER BY key LIMIT $3) k ON true"
+
+#define BL_PG_FROM     "key >= $1"
+#define BL_PG_BETWEEN  "key >= $1 AND key < $2"
+
+/* put: columns 0 err, 1 rev, 2..6 prev create_rev, mod_rev, version,
+ * lease, value (NULL unless prev_kv was asked and the key existed) */
+#define BL_PG_PUT_SQL                                                         \
+    "SELECT err, rev, prev_create_rev, prev_mod_rev, prev_version,"           \
+    "  prev_lease, prev_value FROM ballast_put($1, $2, $3, $4)"
+
+
+static const Oid  bl_pg_range_types[] = {
+    BL_PG_BYTEAOID, BL_PG_BYTEAOID, BL_PG_INT8OID, BL_PG_BOOLOID,
+    BL_PG_INT8OID
+};
+
+static const Oid  bl_pg_put_types[] = {
+    BL_PG_BYTEAOID, BL_PG_BYTEAOID, BL_PG_INT8OID, BL_PG_INT4OID
+};
+
+
+const bl_pg_stmt_t  bl_pg_stmts[] = {
+    { BL_PG_STMT_RANGE_ONE, BL_PG_RANGE_ONE_SQL, 5, bl_pg_range_types },
+    { BL_PG_STMT_RANGE_FROM, BL_PG_RANGE_SQL(BL_PG_FROM), 5,
+      bl_pg_range_types },
+    { BL_PG_STMT_RANGE_BETWEEN, BL_PG_RANGE_SQL(BL_PG_BETWEEN), 5,
+      bl_pg_range_types },
+    { BL_PG_STMT_RANGE_ONE_AT, BL_PG_RANGE_ONE_AT_SQL, 5,
+      bl_pg_range_types },
+    { BL_PG_STMT_RANGE_FROM_AT, BL_PG_RANGE_AT_SQL(BL_PG_FROM), 5,
+      bl_pg_range_types },
+    { BL_PG_STMT_RANGE_BETWEEN_AT, BL_PG_RANGE_AT_SQL(BL_PG_BETWEEN), 5,
+      bl_pg_range_types },
+    { BL_PG_STMT_PUT, BL_PG_PUT_SQL, 4, bl_pg_put_types },
+};
+
+const size_t  bl_pg_nstmts = bl_nelems(bl_pg_stmts);
+

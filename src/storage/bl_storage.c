@@ -1,0 +1,397 @@
+/*
+ * The storage API (bl_storage.h) on the PostgreSQL pool: each operation
+ * kind is a bl_pg_op_type_t, how to send its statement and how to read
+ * its answer into the caller's pool.
+ */
+#include <bl_core.h>
+#include <bl_pg.h>
+
+
+static bl_int_t bl_storage_range_send(PGconn *pc, bl_storage_op_t *op);
+static void bl_storage_range_result(bl_storage_op_t *op, PGresult *res);
+static bl_int_t bl_storage_put_send(PGconn *pc, bl_storage_op_t *op);
+static void bl_storage_put_result(bl_storage_op_t *op, PGresult *res);
+
+
+static const bl_pg_op_type_t  bl_storage_range_type = {
+    "range", 0, bl_storage_range_send, bl_storage_range_result
+};
+
+static const bl_pg_op_type_t  bl_storage_put_type = {
+    "put", 1, bl_storage_put_send, bl_storage_put_result
+};
+
+
+/* a non-NULL pointer for an empty bytea: NULL would send SQL NULL */
+static const char  bl_storage_empty[1];
+
+
+#define bl_storage_bytes(s)                                                   \
+    ((s)->len ? (const char *) (s)->data : bl_storage_empty)
+
+
+const char *
+bl_storage_status_text(bl_storage_status_e st)
+{
+    switch (st) {
+    case BL_ST_OK:
+        return "ok";
+    case BL_ST_UNAVAILABLE:
+        return "database unavailable";
+    case BL_ST_COMPACTED:
+        return "required revision has been compacted";
+    case BL_ST_FUTURE_REV:
+        return "required revision is a future revision";
+    case BL_ST_KEY_NOT_FOUND:
+        return "key not found";
+    case BL_ST_LEASE_NOT_FOUND:
+        return "requested lease not found";
+    case BL_ST_TOO_MANY_REQUESTS:
+        return "too many requests";
+    case BL_ST_INTERNAL:
+        return "internal error";
+    }
+
+    return "unknown status";
+}
+
+
+void
+bl_storage_cancel(bl_storage_op_t *op)
+{
+    bl_pg_cancel(op);
+}
+
+
+/* range */
+
+bl_storage_status_e
+bl_storage_range(bl_pool_t *pool, const bl_range_req_t *req,
+    bl_storage_handler_pt handler, void *data, bl_storage_op_t **op)
+{
+    return bl_pg_post(&bl_storage_range_type, pool, handler, data, req,
+                      sizeof(bl_range_req_t),
+                      req->key.len + req->range_end.len + 64, op);
+}
+
+
+static bl_int_t
+bl_storage_range_send(PGconn *pc, bl_storage_op_t *op)
+{
+    int                    lengths[5], formats[5];
+    u_char                 limit[8], keys_only[1], rev[8];
+    int64_t                n;
+    const char            *values[5], *stmt;
+    const bl_range_req_t  *r;
+
+    r = &op->req.range;
+
+    /* the form decides the statement, so that each plan is an index
+     * range scan; range_end <= key simply finds nothing */
+
+    if (r->range_end.len == 0) {
+        stmt = (r->revision > 0) ? BL_PG_STMT_RANGE_ONE_AT
+                                 : BL_PG_STMT_RANGE_ONE;
+
+    } else if (r->range_end.len == 1 && r->range_end.data[0] == '\0') {
+        stmt = (r->revision > 0) ? BL_PG_STMT_RANGE_FROM_AT
+                                 : BL_PG_STMT_RANGE_FROM;
+
+    } else {
+        stmt = (r->revision > 0) ? BL_PG_STMT_RANGE_BETWEEN_AT
+                                 : BL_PG_STMT_RANGE_BETWEEN;
+    }
+
+    values[0] = bl_storage_bytes(&r->key);
+    lengths[0] = (int) r->key.len;
+    values[1] = bl_storage_bytes(&r->range_end);
+    lengths[1] = (int) r->range_end.len;
+
+    /* limit + 1 rows tell "more" */
+
+    if (r->count_only) {
+        bl_pg_put_int64(limit, 0);
+        values[2] = (const char *) limit;
+
+    } else if (r->limit > 0) {
+        n = (r->limit < INT64_MAX) ? r->limit + 1 : r->limit;
+        bl_pg_put_int64(limit, n);
+        values[2] = (const char *) limit;
+
+    } else {
+        values[2] = NULL;
+    }
+
+    lengths[2] = 8;
+
+    keys_only[0] = (r->keys_only || r->count_only) ? 1 : 0;
+    values[3] = (const char *) keys_only;
+    lengths[3] = 1;
+
+    bl_pg_put_int64(rev, r->revision > 0 ? r->revision : 0);
+    values[4] = (const char *) rev;
+    lengths[4] = 8;
+
+    formats[0] = formats[1] = formats[2] = formats[3] = formats[4] = 1;
+
+    if (PQsendQueryPrepared(pc, stmt, 5, values, lengths, formats, 1) != 1)
+    {
+        return BL_ERROR;
+    }
+
+    return BL_OK;
+}
+
+
+static void
+bl_storage_range_result(bl_storage_op_t *op, PGresult *res)
+{
+    int                    i, nrows;
+    int64_t                rev, compact;
+    bl_kv_t               *kv;
+    bl_range_res_t        *rr;
+    const bl_range_req_t  *r;
+
+    r = &op->req.range;
+    nrows = PQntuples(res);
+
+    if (nrows < 1 || PQnfields(res) != 9
+        || bl_pg_int64(res, 0, 0, &rev) != BL_OK
+        || bl_pg_int64(res, 0, 1, &compact) != BL_OK)
+    {
+        goto invalid;
+    }
+
+    bl_pg_seen_revision(rev);
+
+    if (r->revision > 0) {
+        if (r->revision > rev) {
+            op->status = BL_ST_FUTURE_REV;
+            return;
+        }
+
+        if (r->revision < compact) {
+            op->status = BL_ST_COMPACTED;
+            return;
+        }
+    }
+
+    rr = bl_pcalloc(op->pool, sizeof(bl_range_res_t));
+    if (rr == NULL) {
+        goto nomem;
+    }
+
+    rr->header_revision = rev;
+
+    if (bl_pg_int64(res, 0, 2, &rr->count) != BL_OK) {
+        goto invalid;
+    }
+
+    if (PQgetisnull(res, 0, 3)) {
+        nrows = 0;
+    }
+
+    if (r->count_only) {
+        nrows = 0;
+    }
+
+    if (r->limit > 0 && !r->count_only && nrows > r->limit) {
+        rr->more = 1;
+        nrows = (int) r->limit;
+    }
+
+    if (nrows > 0) {
+        rr->kvs = bl_palloc(op->pool, (size_t) nrows * sizeof(bl_kv_t));
+        if (rr->kvs == NULL) {
+            goto nomem;
+        }
+    }
+
+    for (i = 0; i < nrows; i++) {
+        kv = &rr->kvs[i];
+
+        if (bl_pg_bytes(op->pool, res, i, 3, &kv->key) != BL_OK) {
+            goto nomem;
+        }
+
+        if (kv->key.data == NULL
+            || bl_pg_int64(res, i, 4, &kv->create_revision) != BL_OK
+            || bl_pg_int64(res, i, 5, &kv->mod_revision) != BL_OK
+            || bl_pg_int64(res, i, 6, &kv->version) != BL_OK
+            || bl_pg_int64(res, i, 7, &kv->lease) != BL_OK)
+        {
+            goto invalid;
+        }
+
+        if (bl_pg_bytes(op->pool, res, i, 8, &kv->value) != BL_OK) {
+            goto nomem;
+        }
+
+        if (kv->value.data == NULL) {
+            /* keys_only */
+            bl_str_set(&kv->value, "");
+            kv->value.len = 0;
+        }
+
+        /* rows come in key order from the index; say so if ever not */
+        if (i > 0 && bl_str_cmp(&rr->kvs[i - 1].key, &kv->key) >= 0) {
+            bl_log_error(BL_LOG_ERR, 0, "postgres: range rows out of key "
+                         "order");
+            goto invalid;
+        }
+    }
+
+    rr->nkvs = (size_t) nrows;
+
+    op->status = BL_ST_OK;
+    op->result = rr;
+    return;
+
+invalid:
+
+    bl_log_error(BL_LOG_ERR, 0, "postgres: unexpected answer to range");
+    op->status = BL_ST_INTERNAL;
+    return;
+
+nomem:
+
+    op->status = BL_ST_INTERNAL;
+}
+
+
+/* put */
+
+bl_storage_status_e
+bl_storage_put(bl_pool_t *pool, const bl_put_req_t *req,
+    bl_storage_handler_pt handler, void *data, bl_storage_op_t **op)
+{
+    return bl_pg_post(&bl_storage_put_type, pool, handler, data, req,
+                      sizeof(bl_put_req_t),
+                      req->key.len + req->value.len + 64, op);
+}
+
+
+static bl_int_t
+bl_storage_put_send(PGconn *pc, bl_storage_op_t *op)
+{
+    int                  lengths[4], formats[4];
+    u_char               lease[8], flags[4];
+    int32_t              f;
+    const char          *values[4];
+    const bl_put_req_t  *r;
+
+    r = &op->req.put;
+
+    f = (r->prev_kv ? 1 : 0) | (r->ignore_value ? 2 : 0)
+        | (r->ignore_lease ? 4 : 0);
+
+    values[0] = bl_storage_bytes(&r->key);
+    lengths[0] = (int) r->key.len;
+    values[1] = bl_storage_bytes(&r->value);
+    lengths[1] = (int) r->value.len;
+
+    bl_pg_put_int64(lease, r->lease);
+    values[2] = (const char *) lease;
+    lengths[2] = 8;
+
+    bl_pg_put_int32(flags, f);
+    values[3] = (const char *) flags;
+    lengths[3] = 4;
+
+    formats[0] = formats[1] = formats[2] = formats[3] = 1;
+
+    if (PQsendQueryPrepared(pc, BL_PG_STMT_PUT, 4, values, lengths, formats,
+                            1)
+        != 1)
+    {
+        return BL_ERROR;
+    }
+
+    return BL_OK;
+}
+
+
+static void
+bl_storage_put_result(bl_storage_op_t *op, PGresult *res)
+{
+    int32_t        err;
+    int64_t        rev;
+    bl_kv_t       *kv;
+    bl_put_res_t  *pr;
+
+    if (PQntuples(res) != 1 || PQnfields(res) != 7
+        || bl_pg_int32(res, 0, 0, &err) != BL_OK
+        || bl_pg_int64(res, 0, 1, &rev) != BL_OK)
+    {
+        goto invalid;
+    }
+
+    bl_pg_seen_revision(rev);
+
+    switch (err) {
+
+    case 0:
+        break;
+
+    case 1:
+        op->status = BL_ST_KEY_NOT_FOUND;
+        return;
+
+    case 2:
+        op->status = BL_ST_LEASE_NOT_FOUND;
+        return;
+
+    default:
+        goto invalid;
+    }
+
+    pr = bl_pcalloc(op->pool, sizeof(bl_put_res_t));
+    if (pr == NULL) {
+        goto nomem;
+    }
+
+    pr->header_revision = rev;
+
+    if (op->req.put.prev_kv && !PQgetisnull(res, 0, 3)) {
+        kv = bl_pcalloc(op->pool, sizeof(bl_kv_t));
+        if (kv == NULL) {
+            goto nomem;
+        }
+
+        if (bl_pg_int64(res, 0, 2, &kv->create_revision) != BL_OK
+            || bl_pg_int64(res, 0, 3, &kv->mod_revision) != BL_OK
+            || bl_pg_int64(res, 0, 4, &kv->version) != BL_OK
+            || bl_pg_int64(res, 0, 5, &kv->lease) != BL_OK)
+        {
+            goto invalid;
+        }
+
+        if (bl_pg_bytes(op->pool, res, 0, 6, &kv->value) != BL_OK
+            || bl_str_dup(op->pool, &kv->key, op->req.put.key.data,
+                          op->req.put.key.len)
+               != BL_OK)
+        {
+            goto nomem;
+        }
+
+        if (kv->value.data == NULL) {
+            bl_str_set(&kv->value, "");
+        }
+
+        pr->prev_kv = kv;
+    }
+
+    op->status = BL_ST_OK;
+    op->result = pr;
+    return;
+
+invalid:
+
+    bl_log_error(BL_LOG_ERR, 0, "postgres: unexpected answer to put");
+    op->status = BL_ST_INTERNAL;
+    return;
+
+nomem:
+
+    op->status = BL_ST_INTERNAL;
+}

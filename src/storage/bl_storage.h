@@ -1,0 +1,109 @@
+/*
+ * The store as the etcd services see it: etcd's data model (a totally
+ * ordered, gap-free log of revisions; keys and values are arbitrary
+ * bytes) on PostgreSQL through asynchronous libpq.  Knows nothing of gRPC.
+ *
+ * Every operation is asynchronous.  A call returns BL_ST_OK when the
+ * operation was queued: the handler is then called exactly once, from the
+ * event loop, with a status and (for BL_ST_OK) a result allocated in the
+ * pool given — unless the caller cancels it first with
+ * bl_storage_cancel(), after which the handler is never called and the
+ * pool is never touched again.  Any other return value is the final status
+ * of an operation that was not queued (the handler is not called), e.g.
+ * BL_ST_UNAVAILABLE at once while the database is unreachable.
+ *
+ * The request struct is copied; the bytes it points to (key, value,
+ * range_end) are not, and must stay valid until the handler is called or
+ * the operation is cancelled (they normally live in the same pool).
+ */
+#ifndef BL_STORAGE_H
+#define BL_STORAGE_H
+
+typedef enum {
+    BL_ST_OK = 0,
+    BL_ST_UNAVAILABLE,        /* database unreachable or failed */
+    BL_ST_COMPACTED,          /* revision below the compact revision */
+    BL_ST_FUTURE_REV,         /* revision above the current one */
+    BL_ST_KEY_NOT_FOUND,      /* ignore_value/ignore_lease on absent key */
+    BL_ST_LEASE_NOT_FOUND,
+    BL_ST_TOO_MANY_REQUESTS,  /* the worker's queue is full */
+    BL_ST_INTERNAL            /* a bug or an unexpected answer (logged) */
+} bl_storage_status_e;
+
+typedef struct {
+    bl_str_t   key;
+    bl_str_t   value;
+    int64_t    create_revision;
+    int64_t    mod_revision;
+    int64_t    version;
+    int64_t    lease;
+} bl_kv_t;
+
+typedef struct {
+    bl_str_t   key;
+    bl_str_t   range_end;     /* empty: key only; "\0": every key >= key */
+    int64_t    limit;         /* <= 0: no limit */
+    int64_t    revision;      /* <= 0: current */
+    unsigned   keys_only:1;
+    unsigned   count_only:1;
+} bl_range_req_t;
+
+typedef struct {
+    int64_t    header_revision;   /* the store's current revision */
+    int64_t    count;             /* all matches, regardless of limit */
+    unsigned   more:1;            /* matches beyond the limit exist */
+    bl_kv_t   *kvs;
+    size_t     nkvs;
+} bl_range_res_t;
+
+typedef struct {
+    bl_str_t   key;
+    bl_str_t   value;
+    int64_t    lease;
+    unsigned   prev_kv:1;
+    unsigned   ignore_value:1;
+    unsigned   ignore_lease:1;
+} bl_put_req_t;
+
+typedef struct {
+    int64_t    header_revision;   /* the revision this put created */
+    bl_kv_t   *prev_kv;           /* NULL: not asked, or key was absent */
+} bl_put_res_t;
+
+typedef struct bl_storage_op_s bl_storage_op_t;
+
+/* result: bl_range_res_t * or bl_put_res_t *, NULL unless BL_ST_OK */
+typedef void (*bl_storage_handler_pt)(void *data, bl_storage_status_e st,
+    void *result);
+
+bl_storage_status_e bl_storage_range(bl_pool_t *pool,
+    const bl_range_req_t *req, bl_storage_handler_pt handler, void *data,
+    bl_storage_op_t **op);
+bl_storage_status_e bl_storage_put(bl_pool_t *pool, const bl_put_req_t *req,
+    bl_storage_handler_pt handler, void *data, bl_storage_op_t **op);
+void bl_storage_cancel(bl_storage_op_t *op);
+
+/* identity of the store: a random non-zero id made when the schema was
+ * created; 0 until the worker has talked to the database once */
+uint64_t bl_storage_cluster_id(void);
+/* the last revision this worker saw committed (for headers of answers that
+ * do not read the store); 0 until known */
+int64_t bl_storage_last_revision(void);
+/* BL_OK when at least one connection to the database is up */
+bl_int_t bl_storage_available(void);
+
+/* counters for tests and metrics, per worker */
+typedef struct {
+    uint64_t   round_trips;      /* pipelines/queries sent and answered */
+    uint64_t   statements;       /* statements inside them */
+    uint64_t   write_batches;    /* transactions that carried writes */
+    uint64_t   writes;           /* write requests committed */
+    uint64_t   errors;           /* failed connections or queries */
+    uint64_t   reconnects;
+} bl_storage_stats_t;
+
+extern bl_storage_stats_t  bl_storage_stats;
+
+const char *bl_storage_status_text(bl_storage_status_e st);
+
+#endif /* BL_STORAGE_H */
