@@ -99,13 +99,13 @@ bl_set_path(bl_str_t *dst, const char *src, int dir)
 int
 main(int argc, char **argv)
 {
-    bl_cycle_opts_t  opts;
-    bl_cycle_t      *cycle;
-    const char      *conf, *prefix, *signal_name;
-    char            *p;
-    int              i, rc;
+    /* static: the options outlive main's frame (and stay reachable) */
+    static bl_cycle_opts_t  opts;
+    bl_cycle_t             *cycle;
+    const char             *conf, *prefix, *signal_name;
+    char                   *p;
+    int                     i, rc;
 
-    memset(&opts, 0, sizeof(opts));
     conf = NULL;
     prefix = BL_PREFIX;
     signal_name = NULL;
