@@ -70,9 +70,106 @@ typedef struct {
     bl_kv_t   *prev_kv;           /* NULL: not asked, or key was absent */
 } bl_put_res_t;
 
+typedef struct {
+    bl_str_t   key;
+    bl_str_t   range_end;     /* as in bl_range_req_t */
+    unsigned   prev_kv:1;
+} bl_delete_req_t;
+
+typedef struct {
+    int64_t    header_revision;   /* the new revision, or the current one
+                                   * when nothing was deleted */
+    int64_t    deleted;
+    bl_kv_t   *prev_kvs;          /* in key order, when asked */
+    size_t     nprev_kvs;
+} bl_delete_res_t;
+
+/* compare targets and results: etcd's enum values */
+#define BL_CMP_VERSION    0
+#define BL_CMP_CREATE     1
+#define BL_CMP_MOD        2
+#define BL_CMP_VALUE      3
+#define BL_CMP_LEASE      4
+
+#define BL_CMP_EQUAL      0
+#define BL_CMP_GREATER    1
+#define BL_CMP_LESS       2
+#define BL_CMP_NOT_EQUAL  3
+
+typedef struct {
+    int        target;        /* BL_CMP_VERSION, ... */
+    int        result;        /* BL_CMP_EQUAL, ... */
+    bl_str_t   key;
+    bl_str_t   range_end;     /* every key in the range must satisfy it */
+    int64_t    number;        /* version, create/mod revision or lease */
+    bl_str_t   value;         /* for BL_CMP_VALUE */
+} bl_compare_t;
+
+typedef enum {
+    BL_OP_RANGE = 0,
+    BL_OP_PUT,
+    BL_OP_DELETE,
+    BL_OP_TXN
+} bl_op_kind_e;
+
+typedef struct bl_txn_req_s bl_txn_req_t;
+typedef struct bl_txn_res_s bl_txn_res_t;
+
+typedef struct {
+    bl_op_kind_e       kind;
+    union {
+        bl_range_req_t   range;
+        bl_put_req_t     put;
+        bl_delete_req_t  del;
+        bl_txn_req_t    *txn;
+    } u;
+} bl_op_t;
+
+/*
+ * A transaction, etcd's semantics (CONFORMANCE.md section 4): the
+ * compares of the whole tree are evaluated against the state before the
+ * transaction, which decides the path; the ops on that path are checked
+ * (unknown lease, ignore_* on an absent key, compacted or future range
+ * revision) before anything changes, then run in order, later ops seeing
+ * earlier writes.  Every write of the transaction shares one revision
+ * with consecutive sub-revisions; a transaction that changes nothing
+ * takes none.  Static checks (too many ops, duplicate keys, empty keys)
+ * are the caller's, before this is called.
+ */
+struct bl_txn_req_s {
+    bl_compare_t  *compares;
+    size_t         ncompares;
+    bl_op_t       *success;
+    size_t         nsuccess;
+    bl_op_t       *failure;
+    size_t         nfailure;
+};
+
+typedef struct {
+    bl_op_kind_e       kind;
+    union {
+        bl_range_res_t   range;    /* header_revision as etcd puts it in */
+        bl_put_res_t     put;      /* sub-responses (see CONFORMANCE 2) */
+        bl_delete_res_t  del;
+        bl_txn_res_t    *txn;
+    } u;
+} bl_op_res_t;
+
+struct bl_txn_res_s {
+    int64_t        header_revision;
+    unsigned       succeeded:1;
+    bl_op_res_t   *responses;      /* one per op of the branch taken */
+    size_t         nresponses;
+};
+
+typedef struct {
+    int64_t    header_revision;   /* the current revision */
+} bl_compact_res_t;
+
 typedef struct bl_storage_op_s bl_storage_op_t;
 
-/* result: bl_range_res_t * or bl_put_res_t *, NULL unless BL_ST_OK */
+/* result: bl_range_res_t *, bl_put_res_t *, bl_delete_res_t *,
+ * bl_txn_res_t * or bl_compact_res_t *; NULL unless BL_ST_OK */
 typedef void (*bl_storage_handler_pt)(void *data, bl_storage_status_e st,
     void *result);
 
@@ -81,6 +178,25 @@ bl_storage_status_e bl_storage_range(bl_pool_t *pool,
     bl_storage_op_t **op);
 bl_storage_status_e bl_storage_put(bl_pool_t *pool, const bl_put_req_t *req,
     bl_storage_handler_pt handler, void *data, bl_storage_op_t **op);
+bl_storage_status_e bl_storage_delete(bl_pool_t *pool,
+    const bl_delete_req_t *req, bl_storage_handler_pt handler, void *data,
+    bl_storage_op_t **op);
+/* read_only: every op on both branches (recursively) is a Range; such a
+ * transaction takes no revision and may run as a read */
+bl_storage_status_e bl_storage_txn(bl_pool_t *pool, const bl_txn_req_t *req,
+    int read_only, bl_storage_handler_pt handler, void *data,
+    bl_storage_op_t **op);
+/*
+ * Compact: revision <= the compact revision -> BL_ST_COMPACTED, above the
+ * current one -> BL_ST_FUTURE_REV.  Reads below it fail from the moment
+ * it is recorded; the superseded history is deleted in bounded batches
+ * afterwards (resumed after a crash).  physical: the handler is called
+ * only once that deletion is done.
+ */
+bl_storage_status_e bl_storage_compact(bl_pool_t *pool, int64_t revision,
+    int physical, bl_storage_handler_pt handler, void *data,
+    bl_storage_op_t **op);
+
 void bl_storage_cancel(bl_storage_op_t *op);
 
 /* identity of the store: a random non-zero id made when the schema was
