@@ -17,9 +17,13 @@
  *   - on_cancel() if the stream is reset, the connection closes, the
  *     deadline (grpc-timeout) expires or the worker shuts down before the
  *     service finished: the service abandons pending work (e.g. cancels
- *     its storage operations).  After on_cancel returns, or after
- *     bl_grpc_finish(), the call and its pool belong to the transport and
- *     may be freed at once: never touch the call again.
+ *     its storage operations).  Only for a call the service has seen (an
+ *     on_message or on_half_close was called): a call that ends while
+ *     its request is still arriving is the transport's alone.  A
+ *     streaming call with no on_half_close that the client ends without
+ *     sending anything is answered OK by the transport.  After on_cancel
+ *     returns, or after bl_grpc_finish(), the call and its pool belong to
+ *     the transport and may be freed at once: never touch the call again.
  */
 #ifndef BL_GRPC_H
 #define BL_GRPC_H

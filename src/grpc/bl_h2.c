@@ -63,7 +63,7 @@ static void bl_h2_conn_post(bl_h2_conn_t *c);
 static void bl_h2_conn_close(bl_h2_conn_t *c);
 static void bl_h2_conn_drain(bl_h2_conn_t *c);
 static void bl_h2_conn_goaway(bl_h2_conn_t *c);
-static void bl_h2_conn_abort(bl_h2_conn_t *c);
+static void bl_h2_conn_abort(bl_h2_conn_t *c, int answer);
 static void bl_h2_free_closed(bl_h2_conn_t *c);
 static bl_int_t bl_h2_peer_text(bl_pool_t *pool, const struct sockaddr *sa,
     bl_str_t *text);
@@ -105,6 +105,7 @@ static bl_h2_ssize_t bl_h2_read_data(nghttp2_session *session,
 
 
 static nghttp2_session_callbacks  *bl_h2_callbacks;
+static nghttp2_option             *bl_h2_option;
 static bl_h2_link_t                bl_h2_conns;
 static bl_uint_t                   bl_h2_nconns;
 static bl_h2_link_t                bl_h2_flush_queue;
@@ -141,6 +142,26 @@ bl_h2_init(void)
     nghttp2_session_callbacks_set_error_callback2(cbs, bl_h2_on_error);
 
     bl_h2_callbacks = cbs;
+
+    if (nghttp2_option_new(&bl_h2_option) != 0) {
+        bl_log_error(BL_LOG_EMERG, 0, "nghttp2_option_new() failed");
+        return BL_ERROR;
+    }
+
+#if (HAVE_NGHTTP2_STREAM_RESET_RATE_LIMIT                                     \
+     || NGHTTP2_VERSION_NUM >= 0x013900)
+    /*
+     * The rapid reset defence (CVE-2023-44487) answers more than 33
+     * RST_STREAM a second (after a burst of 1000) with GOAWAY, which
+     * fails every call on the connection: a kube-apiserver cancelling
+     * requests and watches on one connection gets there.  Our bound is
+     * max_concurrent_streams and a cancel is cheap here, so allow real
+     * clients more, still far below an attack's rate.
+     */
+    nghttp2_option_set_stream_reset_rate_limit(bl_h2_option,
+                                               BL_H2_RESET_BURST,
+                                               BL_H2_RESET_RATE);
+#endif
 
     bl_h2_list_init(&bl_h2_conns);
     bl_h2_list_init(&bl_h2_flush_queue);
@@ -197,7 +218,8 @@ bl_h2_conn_open(int fd, const struct sockaddr *sa, socklen_t socklen)
         }
     }
 
-    rv = nghttp2_session_server_new(&c->session, bl_h2_callbacks, c);
+    rv = nghttp2_session_server_new2(&c->session, bl_h2_callbacks, c,
+                                     bl_h2_option);
     if (rv != 0) {
         bl_log_error(BL_LOG_ERR, 0,
                      "nghttp2_session_server_new() failed: %s, client: %.*s",
@@ -380,7 +402,7 @@ bl_h2_read_handler(struct ev_loop *loop, ev_io *w, int revents)
                               rv == NGHTTP2_ERR_FLOODED
                               ? NGHTTP2_ENHANCE_YOUR_CALM
                               : NGHTTP2_INTERNAL_ERROR);
-            bl_h2_conn_abort(c);
+            bl_h2_conn_abort(c, 0);
             return;
         }
 
@@ -636,7 +658,7 @@ bl_h2_shutdown(int graceful)
             (void) nghttp2_submit_goaway(c->session, NGHTTP2_FLAG_NONE,
                        nghttp2_session_get_last_proc_stream_id(c->session),
                        NGHTTP2_NO_ERROR, NULL, 0);
-            bl_h2_conn_abort(c);
+            bl_h2_conn_abort(c, 1);
         }
     }
 }
@@ -685,7 +707,8 @@ bl_h2_goaway_handler(struct ev_loop *loop, ev_timer *w, int revents)
 static void
 bl_h2_conn_goaway(bl_h2_conn_t *c)
 {
-    int  rv;
+    int      rv;
+    int32_t  last;
 
     if (c->goaway_sent || c->closing) {
         return;
@@ -694,14 +717,16 @@ bl_h2_conn_goaway(bl_h2_conn_t *c)
     c->goaway_sent = 1;
     ev_timer_stop(bl_loop, &c->goaway_ev);
 
-    rv = nghttp2_submit_goaway(c->session, NGHTTP2_FLAG_NONE,
-                             nghttp2_session_get_last_proc_stream_id(c->session),
-                             NGHTTP2_NO_ERROR, NULL, 0);
+    last = nghttp2_session_get_last_proc_stream_id(c->session);
+
+    rv = nghttp2_submit_goaway(c->session, NGHTTP2_FLAG_NONE, last,
+                               NGHTTP2_NO_ERROR, NULL, 0);
     if (rv != 0) {
+        /* we may be inside nghttp2 (a PING ACK): the fast shutdown that
+         * follows a drain's deadline closes the connection */
         bl_log_error(BL_LOG_ERR, 0,
                      "nghttp2_submit_goaway() failed: %s, client: %.*s",
                      nghttp2_strerror(rv), BL_STR_ARGS(&c->peer));
-        bl_h2_conn_close(c);
         return;
     }
 
@@ -710,13 +735,14 @@ bl_h2_conn_goaway(bl_h2_conn_t *c)
 
 
 /*
- * Close now: every running call is cancelled and answered UNAVAILABLE
- * (clients retry elsewhere), and what fits into the socket at once (the
- * GOAWAY and those answers) is written before it is closed.
+ * Close now: every running call is cancelled (with answer, answered
+ * UNAVAILABLE so that clients retry elsewhere), and what fits into the
+ * socket at once (the GOAWAY and those answers) is written before it is
+ * closed.
  */
 
 static void
-bl_h2_conn_abort(bl_h2_conn_t *c)
+bl_h2_conn_abort(bl_h2_conn_t *c, int answer)
 {
     ssize_t          n;
     bl_h2_link_t    *l, *next;
@@ -728,7 +754,7 @@ bl_h2_conn_abort(bl_h2_conn_t *c)
         next = l->next;
         st = bl_h2_list_data(l, bl_h2_stream_t, link);
 
-        if (st->active) {
+        if (answer && st->active) {
             bl_h2_stream_fail(st, BL_GRPC_UNAVAILABLE,
                               "server is shutting down");
         }

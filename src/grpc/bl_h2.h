@@ -24,6 +24,9 @@
 #define BL_H2_MAX_HEADER_LIST    (64 * 1024)
 /* stop taking frames from nghttp2 while this much waits for the socket */
 #define BL_H2_OUT_BOUND          (64 * 1024)
+/* RST_STREAM frames a client may send: a burst, then per second */
+#define BL_H2_RESET_BURST        10000
+#define BL_H2_RESET_RATE         1000
 /* the graceful shutdown's final GOAWAY, if the PING is not answered */
 #define BL_H2_GOAWAY_DELAY       1.0
 
@@ -78,9 +81,11 @@ typedef struct bl_h2_stream_s  bl_h2_stream_t;
 
 /*
  * A request stream, and the gRPC call on it.  It lives from the request
- * HEADERS until both nghttp2 has closed the stream and the service has
- * let the call go (bl_grpc_finish, or on_cancel returned); the public
- * bl_grpc_call_t comes first so that a call pointer is a stream pointer.
+ * HEADERS until nghttp2 closes the stream (a call still running is
+ * cancelled then) or the connection closes; it is freed after nghttp2
+ * returns.  The service owns the call while `active`: from the request
+ * until bl_grpc_finish() or on_cancel.  The public bl_grpc_call_t comes
+ * first so that a call pointer is a stream pointer.
  */
 struct bl_h2_stream_s {
     bl_grpc_call_t          call;
