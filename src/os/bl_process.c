@@ -11,6 +11,7 @@
 bl_process_t  bl_processes[BL_MAX_PROCESSES];
 int           bl_process_channel = -1;
 int           bl_process_ready_fd = -1;
+int           bl_process_slot = -1;
 
 /*
  * One pipe for all children: only the master holds the write end, every
@@ -81,6 +82,7 @@ bl_spawn_process(bl_spawn_proc_pt proc, void *data, const char *name,
         bl_process_channel = bl_alive[0];
         bl_process_ready_fd = ready[1];
         bl_log_process = slot;
+        bl_process_slot = s;
         if (bl_process_child_hook) {
             bl_process_child_hook();
         }

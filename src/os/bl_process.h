@@ -44,6 +44,7 @@ typedef struct {
 extern bl_process_t  bl_processes[BL_MAX_PROCESSES];
 extern int           bl_process_channel;   /* in a child: its read end */
 extern int           bl_process_ready_fd;  /* in a child: report ready */
+extern int           bl_process_slot;      /* in a child: its table slot */
 
 /*
  * Fork a child that runs proc(data) and never returns (exits).  The

@@ -216,6 +216,22 @@ bl_master_generation_ready(bl_master_t *m)
     return n > 0;
 }
 
+/* the modules' master-side set-up for a configuration (shared memory...) */
+static bl_int_t
+bl_master_init_modules(bl_cycle_t *cycle)
+{
+    bl_module_t  **mod;
+
+    for (mod = bl_modules; *mod; mod++) {
+        if ((*mod)->init_master && (*mod)->init_master(cycle) != BL_OK) {
+            bl_log_error(BL_LOG_EMERG, 0, "module \"%s\" could not set up "
+                         "the configuration", (*mod)->name);
+            return BL_ERROR;
+        }
+    }
+    return BL_OK;
+}
+
 static void
 bl_master_finish_reload(bl_master_t *m)
 {
@@ -269,11 +285,11 @@ bl_master_reload(bl_master_t *m)
     }
     if (bl_embedded_changed(m->cycle, cycle)) {
         bl_log_error(BL_LOG_ALERT, 0, "the embedded storage settings "
-                     "changed: that needs a restart, the old configuration "
-                     "keeps serving");
-        bl_return_listening(&cycle->listening, &m->cycle->listening);
-        bl_cycle_free(cycle);
-        return;
+                     "changed: that needs a restart");
+        goto keep_old;
+    }
+    if (bl_master_init_modules(cycle) != BL_OK) {
+        goto keep_old;
     }
 
     m->old_cycle = m->cycle;
@@ -283,6 +299,12 @@ bl_master_reload(bl_master_t *m)
     m->reloading = 1;
     m->reload_deadline = bl_monotonic_msec() + BL_RELOAD_TIMEOUT;
     bl_master_start_generation(m);
+    return;
+
+keep_old:
+    bl_log_error(BL_LOG_ALERT, 0, "the old configuration keeps serving");
+    bl_return_listening(&cycle->listening, &m->cycle->listening);
+    bl_cycle_free(cycle);
 }
 
 static void
@@ -577,6 +599,11 @@ bl_master_run(bl_cycle_t *cycle, bl_cycle_opts_t *opts)
 
     bl_log_error(BL_LOG_NOTICE, 0, "ballast/" BL_VERSION " starting, "
                  "%d worker processes", (int) ccf->worker_processes);
+
+    if (bl_master_init_modules(cycle) != BL_OK) {
+        bl_delete_pidfile((char *) ccf->pid.data);
+        return 1;
+    }
 
     if (bl_embedded_enabled(cycle)) {
         if (bl_embedded_prepare(cycle, ccf->uid, ccf->gid,

@@ -1,7 +1,7 @@
 /*
  * The modules of this build, in the order their hooks run: the core
  * first, then storage (workers need their pool before services accept
- * calls), the transport, and the etcd services on top.
+ * calls), the transport, the watch layer, and the etcd services on top.
  */
 #include <bl_core.h>
 #include <bl_conf_file.h>
@@ -11,11 +11,13 @@ extern bl_module_t  bl_core_module;
 extern bl_module_t  bl_storage_module;
 extern bl_module_t  bl_grpc_module;
 extern bl_module_t  bl_etcd_module;
+extern bl_module_t  bl_watch_module;
 
 bl_module_t  *bl_modules[] = {
     &bl_core_module,
     &bl_storage_module,
     &bl_grpc_module,
+    &bl_watch_module,
     &bl_etcd_module,
     NULL
 };

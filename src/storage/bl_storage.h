@@ -166,10 +166,36 @@ typedef struct {
     int64_t    header_revision;   /* the current revision */
 } bl_compact_res_t;
 
+/* one event of the revision log: what a watch delivers */
+typedef struct {
+    int64_t    rev;
+    int32_t    sub;
+    int        deleted;           /* 0 put, 1 delete */
+    bl_kv_t    kv;                /* delete: key, mod_revision = rev */
+    bl_kv_t    prev;              /* the key's previous version */
+    unsigned   has_prev:1;        /* 0: created, or prev compacted away */
+} bl_log_event_t;
+
+typedef struct {
+    int64_t          through;     /* every revision <= this was read */
+    int64_t          current;     /* the store's revision at the read */
+    int64_t          compact;     /* the store's compact revision */
+    bl_log_event_t  *events;      /* in (rev, sub) order */
+    size_t           nevents;
+} bl_log_res_t;
+
+typedef struct {
+    int64_t    after;             /* events with rev > after */
+    int64_t    max_revs;          /* at most this many revisions, whole */
+    bl_str_t   key;               /* empty: every key */
+    bl_str_t   range_end;         /* as in bl_range_req_t */
+} bl_log_req_t;
+
 typedef struct bl_storage_op_s bl_storage_op_t;
 
 /* result: bl_range_res_t *, bl_put_res_t *, bl_delete_res_t *,
- * bl_txn_res_t * or bl_compact_res_t *; NULL unless BL_ST_OK */
+ * bl_txn_res_t *, bl_compact_res_t * or bl_log_res_t *;
+ * NULL unless BL_ST_OK (bl_log_res_t also with BL_ST_COMPACTED) */
 typedef void (*bl_storage_handler_pt)(void *data, bl_storage_status_e st,
     void *result);
 
@@ -196,6 +222,24 @@ bl_storage_status_e bl_storage_txn(bl_pool_t *pool, const bl_txn_req_t *req,
 bl_storage_status_e bl_storage_compact(bl_pool_t *pool, int64_t revision,
     int physical, bl_storage_handler_pt handler, void *data,
     bl_storage_op_t **op);
+
+/*
+ * Read the revision log: the events of revisions after req->after, up to
+ * max_revs revisions (never part of one), filtered by key range, with
+ * each event's previous version for prev_kv.  after below the compact
+ * revision -> BL_ST_COMPACTED (result->compact says where it is).
+ */
+bl_storage_status_e bl_storage_log_read(bl_pool_t *pool,
+    const bl_log_req_t *req, bl_storage_handler_pt handler, void *data,
+    bl_storage_op_t **op);
+/*
+ * Be told when any node commits a write: LISTEN on the channel that every
+ * write transaction NOTIFYs with its revision.  The callback also runs
+ * after a reconnect (notifications may have been missed meanwhile), with
+ * revision 0.  Only the watcher process listens.
+ */
+bl_int_t bl_storage_listen(void (*on_commit)(void *data, int64_t revision),
+    void *data);
 
 void bl_storage_cancel(bl_storage_op_t *op);
 
