@@ -15,8 +15,16 @@
  * own result, and handlers are called only once the Sync confirmed the
  * commit.
  *
- * An operation kind (put, range; delete, txn, lease revoke later) is a
- * bl_pg_op_type_t: how to send its one statement and how to read its result.
+ * An operation kind (range, put, delete, txn, compact; lease revoke later)
+ * is a bl_pg_op_type_t: how to send its one statement and how to read its
+ * result.
+ *
+ * Files: bl_pg.c the connections (connect, schema check, prepare, failure),
+ * bl_pg_batch.c the queues, batches and their results, bl_pg_binary.c the
+ * binary wire format, bl_pg_schema.c the schema, its migrations and the
+ * prepared statements, bl_pg_sql_kv.c + bl_pg_sql_txn.c the server-side
+ * functions, bl_pg_compact.c compaction; bl_storage*.c the public API on
+ * top.
  */
 #ifndef BL_PG_H
 #define BL_PG_H
@@ -26,10 +34,13 @@
 #include <bl_storage.h>
 
 /* type oids used for binary parameters (fixed in the catalog) */
-#define BL_PG_BOOLOID    16
-#define BL_PG_BYTEAOID   17
-#define BL_PG_INT8OID    20
-#define BL_PG_INT4OID    23
+#define BL_PG_BOOLOID        16
+#define BL_PG_BYTEAOID       17
+#define BL_PG_INT8OID        20
+#define BL_PG_INT4OID        23
+#define BL_PG_BYTEAARRAYOID  1001
+#define BL_PG_INT4ARRAYOID   1007
+#define BL_PG_INT8ARRAYOID   1016
 
 #define BL_PG_MAX_CONNECTIONS  64
 #define BL_PG_PIPELINE_DEPTH   16      /* batches in flight per connection */
@@ -44,12 +55,24 @@ typedef struct bl_pg_batch_s  bl_pg_batch_t;
 typedef struct {
     const char  *name;           /* for log messages */
     unsigned     write:1;        /* goes through group commit */
+    unsigned     solo:1;         /* a batch (transaction) of its own */
     /* send the op's one statement (PQsendQueryPrepared); BL_OK/BL_ERROR */
     bl_int_t   (*send)(PGconn *pc, bl_storage_op_t *op);
     /* its result (TUPLES_OK or COMMAND_OK): set op->status, op->result;
      * never called for a cancelled op */
     void       (*result)(bl_storage_op_t *op, PGresult *res);
+    /*
+     * optional: the batch committed (also called for a cancelled op, which
+     * then has no result).  BL_AGAIN holds the op: its handler is called
+     * later, by bl_pg_release(); anything else answers it now.
+     */
+    bl_int_t   (*committed)(bl_storage_op_t *op);
 } bl_pg_op_type_t;
+
+typedef struct {
+    int64_t                  revision;
+    unsigned                 physical:1;
+} bl_pg_compact_req_t;
 
 struct bl_storage_op_s {
     bl_storage_op_t         *next;      /* in a queue or a batch */
@@ -65,10 +88,13 @@ struct bl_storage_op_s {
     size_t                   size;      /* about the bytes it sends */
     unsigned                 cancelled:1;
     unsigned                 done:1;    /* handler called (timed out) */
+    unsigned                 held:1;    /* committed, answered later */
 
     union {
         bl_range_req_t       range;
         bl_put_req_t         put;
+        bl_delete_req_t      del;
+        bl_pg_compact_req_t  compact;
         void                *ptr;       /* kinds with bigger requests */
     } req;
 };
@@ -128,6 +154,29 @@ typedef struct {
     int64_t                  request_timeout;  /* msec */
 } bl_pg_conf_t;
 
+/* the worker's pool (bl_pg.c, bl_pg_batch.c) */
+typedef struct {
+    bl_pg_conf_t             conf;
+    bl_pg_conn_t            *conns;
+    bl_uint_t                nconns;
+    bl_uint_t                nready;
+    bl_pg_queue_t            reads;
+    bl_pg_queue_t            writes;
+    bl_pg_queue_t            held;      /* committed, answered later */
+    ev_prepare               dispatch;
+    unsigned                 writing:1; /* a write batch is in flight */
+    unsigned                 started:1;
+} bl_pg_t;
+
+extern bl_pg_t  bl_pg;
+
+/* key range forms (bl_storage_range_form), as the SQL takes them */
+#define BL_PG_FORM_KEY     0        /* range_end empty: one key */
+#define BL_PG_FORM_FROM    1        /* range_end "\0": every key >= key */
+#define BL_PG_FORM_RANGE   2        /* key <= k < range_end */
+
+int bl_storage_range_form(const bl_str_t *range_end);
+
 /* statement names */
 #define BL_PG_STMT_RANGE_ONE         "bl_range_one"
 #define BL_PG_STMT_RANGE_FROM        "bl_range_from"
@@ -136,6 +185,14 @@ typedef struct {
 #define BL_PG_STMT_RANGE_FROM_AT     "bl_range_from_at"
 #define BL_PG_STMT_RANGE_BETWEEN_AT  "bl_range_between_at"
 #define BL_PG_STMT_PUT               "bl_put"
+#define BL_PG_STMT_DELETE            "bl_delete"
+#define BL_PG_STMT_TXN               "bl_txn"
+#define BL_PG_STMT_TXN_RO            "bl_txn_ro"
+#define BL_PG_STMT_COMPACT           "bl_compact"
+#define BL_PG_STMT_COMPACT_STEP      "bl_compact_step"
+
+/* log rows a compaction step reads (each deletes at most two rows) */
+#define BL_PG_COMPACT_STEP_ROWS      1000
 
 /* prepared on every connection; later issues add rows */
 typedef struct {
@@ -147,6 +204,15 @@ typedef struct {
 
 extern const bl_pg_stmt_t  bl_pg_stmts[];
 extern const size_t        bl_pg_nstmts;
+
+/* server-side functions of migration 1: bl_pg_sql_kv.c (put, delete,
+ * compares, ranges, compaction) and bl_pg_sql_txn.c (ballast_txn is
+ * head + body + "$f$;", ballast_txn_ro ro_head + body + "$f$;") */
+extern const char  bl_pg_sql_kv[];
+extern const char  bl_pg_sql_compact[];
+extern const char  bl_pg_sql_txn_head[];
+extern const char  bl_pg_sql_txn_ro_head[];
+extern const char  bl_pg_sql_txn_body[];
 
 /* the worker's pool: start connecting / close everything (no handler is
  * called after bl_pg_done) */
@@ -162,9 +228,49 @@ bl_storage_status_e bl_pg_post(const bl_pg_op_type_t *type, bl_pool_t *pool,
     bl_storage_handler_pt handler, void *data, const void *req,
     size_t req_size, size_t size, bl_storage_op_t **op);
 void bl_pg_cancel(bl_storage_op_t *op);
+/* answer a held op (see committed) and free it */
+void bl_pg_release(bl_storage_op_t *op, bl_storage_status_e st,
+    void *result);
+
+/* between the files of the pool */
+void bl_pg_queue_add(bl_pg_queue_t *q, bl_storage_op_t *op);
+void bl_pg_queue_remove(bl_pg_queue_t *q, bl_storage_op_t *op);
+void bl_pg_free_queue(bl_pg_queue_t *q);
+void bl_pg_read(bl_pg_conn_t *c);
+void bl_pg_batch_done(bl_pg_batch_t *b);
+void bl_pg_batch_fail(bl_pg_batch_t *b);
+void bl_pg_fail_queued(void);
+void bl_pg_dispatch_handler(struct ev_loop *loop, ev_prepare *w,
+    int revents);
+void bl_pg_dispatch_start(void);
+void bl_pg_conn_fail(bl_pg_conn_t *c, int level, const char *why);
+void bl_pg_ready(bl_pg_conn_t *c);
+bl_int_t bl_pg_flush(bl_pg_conn_t *c);
+const char *bl_pg_where(PGconn *pc);
 
 void bl_pg_seen_revision(int64_t rev);
 void bl_pg_set_cluster_id(int64_t id);
+
+/*
+ * Compaction's deletion of superseded history (bl_pg_compact.c), driven by
+ * this worker's loop: kick starts it (or makes it look again) when a
+ * compaction was recorded or a connection came up; stop forgets it (the
+ * pool is going away).
+ */
+void bl_pg_compact_kick(void);
+void bl_pg_compact_stop(void);
+
+typedef struct {
+    uint64_t                 steps;     /* transactions that deleted */
+    uint64_t                 deleted;   /* log rows */
+    uint64_t                 max_rows;  /* deleted by one step */
+    uint64_t                 busy;      /* another process was at it */
+    int64_t                  msec;      /* in steps, summed */
+    int64_t                  max_msec;  /* the longest step */
+    int64_t                  finished;  /* last seen finished revision */
+} bl_pg_compact_stats_t;
+
+extern bl_pg_compact_stats_t  bl_pg_compact_stats;
 
 /* schema check/migration steps (bl_pg_schema.c): given the last result of
  * the previous step (NULL at first), set *sql to the next step's query and
@@ -181,6 +287,24 @@ bl_int_t bl_pg_bytes(bl_pool_t *pool, PGresult *res, int row, int col,
     bl_str_t *s);
 void bl_pg_put_int64(u_char *p, int64_t v);
 void bl_pg_put_int32(u_char *p, int32_t v);
+/* a key-value from 6 columns from col on: key, create_rev, mod_rev,
+ * version, lease, value (NULL value: empty); BL_ERROR on a bad field (the
+ * caller logs) or out of memory */
+bl_int_t bl_pg_kv(bl_pool_t *pool, PGresult *res, int row, int col,
+    bl_kv_t *kv);
+
+/*
+ * Binary arrays (array_send's format) for parameters: the size of one of
+ * ndim dimensions, n elements, data bytes of them in all; then the header
+ * and each element, every call returning where the next write goes.
+ */
+size_t bl_pg_array_size(int ndim, size_t n, size_t data);
+u_char *bl_pg_array_start(u_char *p, uint32_t elem_oid, int ndim,
+    const int *dims, int has_null);
+u_char *bl_pg_array_int32(u_char *p, int32_t v);
+u_char *bl_pg_array_int64(u_char *p, int64_t v);
+u_char *bl_pg_array_bytes(u_char *p, const u_char *data, size_t len);
+u_char *bl_pg_array_null(u_char *p);
 
 /* the message of a connection or result, on one line, for logs */
 const char *bl_pg_conn_error(PGconn *pc);

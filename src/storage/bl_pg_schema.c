@@ -4,16 +4,21 @@
  *
  * Tables (DESIGN.md section 3):
  *
- *   ballast_meta   one row (id 1): revision (1 in a fresh store, as etcd),
- *                  compact_revision (0: never compacted; reads compare
- *                  "rev < compact_revision", so 0 needs no special case),
- *                  cluster_id (random, positive), schema_version
- *   ballast_kv     the current state, one row per live key
- *   ballast_log    one row per event, (rev, sub); kind 0 put, 1 delete;
- *                  prev_rev: mod revision of the key's previous live
- *                  version (0: the key was absent), for prev_kv
- *   ballast_lease  leases: id, granted ttl, expiry
- *   ballast_node   ballast nodes sharing the database
+ *   ballast_meta        one row (id 1): revision (1 in a fresh store, as
+ *                       etcd), compact_revision (-1: never compacted, as
+ *                       etcd; reads below it fail), cluster_id (random,
+ *                       positive), schema_version
+ *   ballast_kv          the current state, one row per live key
+ *   ballast_log         one row per event, (rev, sub); kind 0 put, 1
+ *                       delete (a tombstone: create_rev, version, lease 0,
+ *                       value empty); prev_rev: mod revision of the key's
+ *                       previous live version (0: the key was absent), for
+ *                       prev_kv, and what compaction follows
+ *   ballast_lease       leases: id, granted ttl, expiry
+ *   ballast_node        ballast nodes sharing the database
+ *   ballast_compaction  one row: how far the deletion of compacted history
+ *                       got (see bl_pg_compact.c); apart from meta so that
+ *                       it never waits for, nor holds up, the revision lock
  *
  * Keys and values are bytea, which PostgreSQL orders bytewise (memcmp,
  * then length): etcd's order.
@@ -22,10 +27,17 @@
  * transaction that writes kv and log, never from a sequence: a writer
  * cannot take revision R+1 before R committed, so revisions are gap-free
  * and visible in order on every node.  Every writing function takes that
- * lock first (UPDATE ballast_meta ... RETURNING revision) and only then
- * reads kv, so that it sees every earlier write and locks in one order.
- * A write that ends in an etcd error gives its revision back before it
- * returns (it still holds the lock: nobody saw the number).
+ * lock first (UPDATE or SELECT ... FOR UPDATE of the meta row) and only
+ * then reads kv, in statements of their own, so that it sees every earlier
+ * write and locks in one order.  A write that ends in an etcd error writes
+ * nothing and uses no revision (it still holds the lock: nobody saw the
+ * number).  etcd errors are values (err columns), never raised, so that
+ * they never abort the other writes of a group commit:
+ *
+ *   1 key not found   2 lease not found   3 compacted   4 future revision
+ *
+ * Key ranges are passed as a form and two keys, as the callers get them:
+ * 0 one key, 1 every key >= key ("\0" range_end), 2 key <= k < end.
  */
 #include <bl_core.h>
 #include <bl_pg.h>
@@ -34,7 +46,8 @@
 /* the schema this code understands */
 #define BL_PG_SCHEMA_VERSION  1
 
-/* pg_advisory_xact_lock key of migrations: "ballast\0" */
+/* pg_advisory_xact_lock key of migrations: "ballast\0" (compaction's,
+ * in ballast_compact_step, is "ballast\1") */
 #define BL_PG_MIGRATION_LOCK  "7089066501205095424"
 
 
@@ -53,81 +66,9 @@
     ");"
 
 
-/*
- * ballast_put(key, value, lease, flags) -> one row
- *   flags: 1 prev_kv, 2 ignore_value, 4 ignore_lease
- *   err: 0 ok, 1 key not found (ignore_* on an absent key), 2 lease not
- *   found; etcd errors are values, never raised, so that they never
- *   abort the other writes of a group commit.  On an error nothing is
- *   written and no revision is used: rev is then the current revision.
- */
-#define BL_PG_PUT_FUNCTION                                                    \
-    "CREATE OR REPLACE FUNCTION ballast_put(p_key bytea, p_value bytea,"      \
-    "    p_lease bigint, p_flags integer, OUT err integer, OUT rev bigint,"   \
-    "    OUT prev_create_rev bigint, OUT prev_mod_rev bigint,"                \
-    "    OUT prev_version bigint, OUT prev_lease bigint,"                     \
-    "    OUT prev_value bytea)\n"                                             \
-    "LANGUAGE plpgsql AS $f$\n"                                               \
-    "DECLARE\n"                                                               \
-    "    o        ballast_kv%ROWTYPE;\n"                                      \
-    "    v_value  bytea;\n"                                                   \
-    "    v_lease  bigint;\n"                                                  \
-    "BEGIN\n"                                                                 \
-    "    err := 0;\n"                                                         \
-    /* the revision, under the meta row lock held until commit */            \
-    "    UPDATE ballast_meta SET revision = revision + 1 WHERE id = 1\n"      \
-    "        RETURNING revision INTO rev;\n"                                  \
-    "    SELECT * INTO o FROM ballast_kv WHERE key = p_key;\n"                \
-    "    IF NOT FOUND THEN\n"                                                 \
-    "        IF p_flags & 6 <> 0 THEN\n"                                      \
-    "            err := 1;\n"                                                 \
-    "        END IF;\n"                                                       \
-    "        v_value := p_value;\n"                                           \
-    "        v_lease := p_lease;\n"                                           \
-    "    ELSE\n"                                                              \
-    "        v_value := CASE WHEN p_flags & 2 <> 0 THEN o.value\n"            \
-    "                        ELSE p_value END;\n"                             \
-    "        v_lease := CASE WHEN p_flags & 4 <> 0 THEN o.lease\n"            \
-    "                        ELSE p_lease END;\n"                             \
-    "    END IF;\n"                                                           \
-    "    IF err = 0 AND v_lease <> 0 THEN\n"                                  \
-    "        PERFORM 1 FROM ballast_lease WHERE id = v_lease;\n"              \
-    "        IF NOT FOUND THEN\n"                                             \
-    "            err := 2;\n"                                                 \
-    "        END IF;\n"                                                       \
-    "    END IF;\n"                                                           \
-    "    IF err <> 0 THEN\n"                                                  \
-    /* give the revision back: nobody else saw it, we hold the lock */       \
-    "        UPDATE ballast_meta SET revision = revision - 1 WHERE id = 1\n"  \
-    "            RETURNING revision INTO rev;\n"                              \
-    "        RETURN;\n"                                                       \
-    "    END IF;\n"                                                           \
-    "    IF o.key IS NULL THEN\n"                                             \
-    "        INSERT INTO ballast_kv\n"                                        \
-    "            VALUES (p_key, rev, rev, 1, v_lease, v_value);\n"            \
-    "        INSERT INTO ballast_log\n"                                       \
-    "            VALUES (rev, 0, p_key, 0, rev, 1, v_lease, v_value, 0);\n"   \
-    "    ELSE\n"                                                              \
-    "        UPDATE ballast_kv SET mod_rev = rev, version = o.version + 1,\n" \
-    "            lease = v_lease, value = v_value WHERE key = p_key;\n"       \
-    "        INSERT INTO ballast_log VALUES (rev, 0, p_key, 0,\n"             \
-    "            o.create_rev, o.version + 1, v_lease, v_value,\n"            \
-    "            o.mod_rev);\n"                                               \
-    "        IF p_flags & 1 <> 0 THEN\n"                                      \
-    "            prev_create_rev := o.create_rev;\n"                          \
-    "            prev_mod_rev := o.mod_rev;\n"                                \
-    "            prev_version := o.version;\n"                                \
-    "            prev_lease := o.lease;\n"                                    \
-    "            prev_value := o.value;\n"                                    \
-    "        END IF;\n"                                                       \
-    "    END IF;\n"                                                           \
-    "END\n"                                                                   \
-    "$f$;"
-
-
-/* version 1: everything but the meta table itself */
-static const char  bl_pg_migration_1[] =
-    "INSERT INTO ballast_meta VALUES (1, 1, 0,"
+/* version 1: the tables (all but meta itself) */
+static const char  bl_pg_v1_tables[] =
+    "INSERT INTO ballast_meta VALUES (1, 1, -1,"
     "  greatest(1, ('x' || substr(md5(gen_random_uuid()::text), 1, 16))"
     "              ::bit(64)::bigint & 9223372036854775807),"
     "  1);"
@@ -154,8 +95,10 @@ static const char  bl_pg_migration_1[] =
     "  prev_rev    bigint NOT NULL,"
     "  PRIMARY KEY (rev, sub)"
     ");"
-    /* DESC: "latest row per key at or below R" walks it forwards */
-    "CREATE INDEX ballast_log_key_rev ON ballast_log (key, rev DESC);"
+    /* DESC: "latest row per key at or below R" walks it forwards; also
+     * compaction's lookup of (key, prev_rev) */
+    "CREATE INDEX ballast_log_key_rev"
+    "  ON ballast_log (key, rev DESC, sub DESC);"
 
     "CREATE TABLE ballast_lease ("
     "  id          bigint PRIMARY KEY,"
@@ -170,11 +113,35 @@ static const char  bl_pg_migration_1[] =
     "  last_heartbeat  timestamptz NOT NULL"
     ");"
 
-    BL_PG_PUT_FUNCTION;
+    /* finished: compaction is done up to this revision; cursor: the log
+     * rows up to (cursor_rev, cursor_sub) have been gone through */
+    "CREATE TABLE ballast_compaction ("
+    "  id          smallint PRIMARY KEY CHECK (id = 1),"
+    "  finished    bigint NOT NULL,"
+    "  cursor_rev  bigint NOT NULL,"
+    "  cursor_sub  integer NOT NULL"
+    ");"
+    "INSERT INTO ballast_compaction VALUES (1, -1, 0, 0);\n";
 
 
-/* index: the version a script upgrades to */
-static const char  *bl_pg_migrations[BL_PG_SCHEMA_VERSION + 1] = {
+/* a migration: its SQL in pieces (the functions come from
+ * bl_pg_sql_kv.c and bl_pg_sql_txn.c), NULL-terminated */
+static const char  *const bl_pg_migration_1[] = {
+    bl_pg_v1_tables,
+    bl_pg_sql_kv,
+    bl_pg_sql_compact,
+    bl_pg_sql_txn_head,
+    bl_pg_sql_txn_body,
+    "$f$;\n",
+    bl_pg_sql_txn_ro_head,
+    bl_pg_sql_txn_body,
+    "$f$;\n",
+    NULL
+};
+
+/* index: the version a migration upgrades to */
+static const char  *const *const bl_pg_migrations[BL_PG_SCHEMA_VERSION
+                                                 + 1] = {
     NULL,
     bl_pg_migration_1,
 };
@@ -262,9 +229,10 @@ bl_pg_schema_ok(int64_t cluster_id, int64_t *out)
 static char *
 bl_pg_schema_migrate_sql(int64_t from)
 {
-    int     v;
-    size_t  n;
-    char   *sql, *p;
+    int                 v;
+    size_t              n;
+    char               *sql, *p;
+    const char *const  *piece;
 
     static const char  tail_fmt[] =
         "UPDATE ballast_meta SET schema_version = %d WHERE id = 1;"
@@ -273,7 +241,9 @@ bl_pg_schema_migrate_sql(int64_t from)
     n = sizeof(tail_fmt) + 16;
 
     for (v = (int) from + 1; v <= BL_PG_SCHEMA_VERSION; v++) {
-        n += strlen(bl_pg_migrations[v]) + 1;
+        for (piece = bl_pg_migrations[v]; *piece != NULL; piece++) {
+            n += strlen(*piece) + 1;
+        }
     }
 
     sql = bl_alloc(n);
@@ -284,10 +254,12 @@ bl_pg_schema_migrate_sql(int64_t from)
     p = sql;
 
     for (v = (int) from + 1; v <= BL_PG_SCHEMA_VERSION; v++) {
-        n = strlen(bl_pg_migrations[v]);
-        memcpy(p, bl_pg_migrations[v], n);
-        p += n;
-        *p++ = '\n';
+        for (piece = bl_pg_migrations[v]; *piece != NULL; piece++) {
+            n = strlen(*piece);
+            memcpy(p, *piece, n);
+            p += n;
+            *p++ = '\n';
+        }
     }
 
     sprintf(p, tail_fmt, BL_PG_SCHEMA_VERSION);
@@ -458,7 +430,7 @@ bl_pg_schema_free(void)
     " FROM ballast_meta m LEFT JOIN LATERAL"                                  \
     "  (SELECT * FROM"                                                        \
     "    (SELECT * FROM ballast_log WHERE key = $1 AND rev <= $5"             \
-    "     ORDER BY rev DESC LIMIT 1) x WHERE x.kind = 0) k"                   \
+    "     ORDER BY rev DESC, sub DESC LIMIT 1) x WHERE x.kind = 0) k"         \
     "  ON $5 <= m.revision AND $5 >= m.compact_revision"                      \
     " WHERE m.id = 1"
 
@@ -471,7 +443,7 @@ bl_pg_schema_free(void)
     "   FROM ballast_log l, m"                                                \
     "   WHERE " cond " AND l.rev <= $5"                                       \
     "     AND $5 <= m.revision AND $5 >= m.compact_revision"                  \
-    "   ORDER BY l.key, l.rev DESC)"                                          \
+    "   ORDER BY l.key, l.rev DESC, l.sub DESC)"                              \
     " SELECT m.revision, m.compact_revision,"                                 \
     "  (SELECT count(*) FROM h WHERE kind = 0),"                              \
     "  k.key, k.create_rev, k.rev, k.version, k.lease, k.value"               \
@@ -490,6 +462,26 @@ bl_pg_schema_free(void)
     "  prev_lease, prev_value FROM ballast_put($1, $2, $3, $4)"
 
 
+/* delete: $1 form, $2 key, $3 range_end, $4 prev_kv; ballast_delete's
+ * rows */
+#define BL_PG_DELETE_SQL                                                      \
+    "SELECT r_rev, r_deleted, r_key, r_create_rev, r_mod_rev, r_version,"     \
+    "  r_lease, r_value FROM ballast_delete($1, $2, $3, $4)"
+
+/* txn: the flattened tree (bl_storage_txn.c) */
+#define BL_PG_TXN_SQL(f)                                                      \
+    "SELECT r_type, r_op, r_flag, r_rev, r_n, r_key, r_create_rev,"           \
+    "  r_mod_rev, r_version, r_lease, r_value"                                \
+    " FROM " f "($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+
+#define BL_PG_COMPACT_SQL                                                     \
+    "SELECT err, rev, compact_rev FROM ballast_compact($1)"
+
+#define BL_PG_COMPACT_STEP_SQL                                                \
+    "SELECT busy, deleted, scheduled, finished"                               \
+    " FROM ballast_compact_step($1)"
+
+
 static const Oid  bl_pg_range_types[] = {
     BL_PG_BYTEAOID, BL_PG_BYTEAOID, BL_PG_INT8OID, BL_PG_BOOLOID,
     BL_PG_INT8OID
@@ -498,6 +490,21 @@ static const Oid  bl_pg_range_types[] = {
 static const Oid  bl_pg_put_types[] = {
     BL_PG_BYTEAOID, BL_PG_BYTEAOID, BL_PG_INT8OID, BL_PG_INT4OID
 };
+
+static const Oid  bl_pg_delete_types[] = {
+    BL_PG_INT4OID, BL_PG_BYTEAOID, BL_PG_BYTEAOID, BL_PG_BOOLOID
+};
+
+static const Oid  bl_pg_txn_types[] = {
+    BL_PG_INT4ARRAYOID, BL_PG_INT4ARRAYOID, BL_PG_INT8ARRAYOID,
+    BL_PG_BYTEAARRAYOID, BL_PG_BYTEAARRAYOID, BL_PG_BYTEAARRAYOID,
+    BL_PG_INT4ARRAYOID, BL_PG_INT8ARRAYOID, BL_PG_BYTEAARRAYOID,
+    BL_PG_BYTEAARRAYOID, BL_PG_BYTEAARRAYOID
+};
+
+static const Oid  bl_pg_compact_types[] = { BL_PG_INT8OID };
+
+static const Oid  bl_pg_compact_step_types[] = { BL_PG_INT4OID };
 
 
 const bl_pg_stmt_t  bl_pg_stmts[] = {
@@ -513,6 +520,13 @@ const bl_pg_stmt_t  bl_pg_stmts[] = {
     { BL_PG_STMT_RANGE_BETWEEN_AT, BL_PG_RANGE_AT_SQL(BL_PG_BETWEEN), 5,
       bl_pg_range_types },
     { BL_PG_STMT_PUT, BL_PG_PUT_SQL, 4, bl_pg_put_types },
+    { BL_PG_STMT_DELETE, BL_PG_DELETE_SQL, 4, bl_pg_delete_types },
+    { BL_PG_STMT_TXN, BL_PG_TXN_SQL("ballast_txn"), 11, bl_pg_txn_types },
+    { BL_PG_STMT_TXN_RO, BL_PG_TXN_SQL("ballast_txn_ro"), 11,
+      bl_pg_txn_types },
+    { BL_PG_STMT_COMPACT, BL_PG_COMPACT_SQL, 1, bl_pg_compact_types },
+    { BL_PG_STMT_COMPACT_STEP, BL_PG_COMPACT_STEP_SQL, 1,
+      bl_pg_compact_step_types },
 };
 
 const size_t  bl_pg_nstmts = bl_nelems(bl_pg_stmts);

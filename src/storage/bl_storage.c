@@ -11,14 +11,20 @@ static bl_int_t bl_storage_range_send(PGconn *pc, bl_storage_op_t *op);
 static void bl_storage_range_result(bl_storage_op_t *op, PGresult *res);
 static bl_int_t bl_storage_put_send(PGconn *pc, bl_storage_op_t *op);
 static void bl_storage_put_result(bl_storage_op_t *op, PGresult *res);
+static bl_int_t bl_storage_delete_send(PGconn *pc, bl_storage_op_t *op);
+static void bl_storage_delete_result(bl_storage_op_t *op, PGresult *res);
 
 
 static const bl_pg_op_type_t  bl_storage_range_type = {
-    "range", 0, bl_storage_range_send, bl_storage_range_result
+    "range", 0, 0, bl_storage_range_send, bl_storage_range_result, NULL
 };
 
 static const bl_pg_op_type_t  bl_storage_put_type = {
-    "put", 1, bl_storage_put_send, bl_storage_put_result
+    "put", 1, 0, bl_storage_put_send, bl_storage_put_result, NULL
+};
+
+static const bl_pg_op_type_t  bl_storage_delete_type = {
+    "delete", 1, 0, bl_storage_delete_send, bl_storage_delete_result, NULL
 };
 
 
@@ -63,6 +69,21 @@ bl_storage_cancel(bl_storage_op_t *op)
 }
 
 
+int
+bl_storage_range_form(const bl_str_t *range_end)
+{
+    if (range_end->len == 0) {
+        return BL_PG_FORM_KEY;
+    }
+
+    if (range_end->len == 1 && range_end->data[0] == '\0') {
+        return BL_PG_FORM_FROM;
+    }
+
+    return BL_PG_FORM_RANGE;
+}
+
+
 /* range */
 
 bl_storage_status_e
@@ -89,15 +110,19 @@ bl_storage_range_send(PGconn *pc, bl_storage_op_t *op)
     /* the form decides the statement, so that each plan is an index
      * range scan; range_end <= key simply finds nothing */
 
-    if (r->range_end.len == 0) {
+    switch (bl_storage_range_form(&r->range_end)) {
+
+    case BL_PG_FORM_KEY:
         stmt = (r->revision > 0) ? BL_PG_STMT_RANGE_ONE_AT
                                  : BL_PG_STMT_RANGE_ONE;
+        break;
 
-    } else if (r->range_end.len == 1 && r->range_end.data[0] == '\0') {
+    case BL_PG_FORM_FROM:
         stmt = (r->revision > 0) ? BL_PG_STMT_RANGE_FROM_AT
                                  : BL_PG_STMT_RANGE_FROM;
+        break;
 
-    } else {
+    default:
         stmt = (r->revision > 0) ? BL_PG_STMT_RANGE_BETWEEN_AT
                                  : BL_PG_STMT_RANGE_BETWEEN;
     }
@@ -210,27 +235,8 @@ bl_storage_range_result(bl_storage_op_t *op, PGresult *res)
     for (i = 0; i < nrows; i++) {
         kv = &rr->kvs[i];
 
-        if (bl_pg_bytes(op->pool, res, i, 3, &kv->key) != BL_OK) {
-            goto nomem;
-        }
-
-        if (kv->key.data == NULL
-            || bl_pg_int64(res, i, 4, &kv->create_revision) != BL_OK
-            || bl_pg_int64(res, i, 5, &kv->mod_revision) != BL_OK
-            || bl_pg_int64(res, i, 6, &kv->version) != BL_OK
-            || bl_pg_int64(res, i, 7, &kv->lease) != BL_OK)
-        {
+        if (bl_pg_kv(op->pool, res, i, 3, kv) != BL_OK) {
             goto invalid;
-        }
-
-        if (bl_pg_bytes(op->pool, res, i, 8, &kv->value) != BL_OK) {
-            goto nomem;
-        }
-
-        if (kv->value.data == NULL) {
-            /* keys_only */
-            bl_str_set(&kv->value, "");
-            kv->value.len = 0;
         }
 
         /* rows come in key order from the index; say so if ever not */
@@ -250,8 +256,6 @@ bl_storage_range_result(bl_storage_op_t *op, PGresult *res)
 invalid:
 
     bl_log_error(BL_LOG_ERR, 0, "postgres: unexpected answer to range");
-    op->status = BL_ST_INTERNAL;
-    return;
 
 nomem:
 
@@ -390,6 +394,109 @@ invalid:
     bl_log_error(BL_LOG_ERR, 0, "postgres: unexpected answer to put");
     op->status = BL_ST_INTERNAL;
     return;
+
+nomem:
+
+    op->status = BL_ST_INTERNAL;
+}
+
+
+/* delete */
+
+bl_storage_status_e
+bl_storage_delete(bl_pool_t *pool, const bl_delete_req_t *req,
+    bl_storage_handler_pt handler, void *data, bl_storage_op_t **op)
+{
+    return bl_pg_post(&bl_storage_delete_type, pool, handler, data, req,
+                      sizeof(bl_delete_req_t),
+                      req->key.len + req->range_end.len + 64, op);
+}
+
+
+static bl_int_t
+bl_storage_delete_send(PGconn *pc, bl_storage_op_t *op)
+{
+    int                     lengths[4], formats[4];
+    u_char                  form[4], prev[1];
+    const char             *values[4];
+    const bl_delete_req_t  *r;
+
+    r = &op->req.del;
+
+    bl_pg_put_int32(form, bl_storage_range_form(&r->range_end));
+    values[0] = (const char *) form;
+    lengths[0] = 4;
+    values[1] = bl_storage_bytes(&r->key);
+    lengths[1] = (int) r->key.len;
+    values[2] = bl_storage_bytes(&r->range_end);
+    lengths[2] = (int) r->range_end.len;
+    prev[0] = r->prev_kv ? 1 : 0;
+    values[3] = (const char *) prev;
+    lengths[3] = 1;
+
+    formats[0] = formats[1] = formats[2] = formats[3] = 1;
+
+    if (PQsendQueryPrepared(pc, BL_PG_STMT_DELETE, 4, values, lengths,
+                            formats, 1)
+        != 1)
+    {
+        return BL_ERROR;
+    }
+
+    return BL_OK;
+}
+
+
+/* the deleted key-values (when asked), then the row with the revision */
+static void
+bl_storage_delete_result(bl_storage_op_t *op, PGresult *res)
+{
+    int               i, nrows;
+    bl_delete_res_t  *dr;
+
+    nrows = PQntuples(res);
+
+    if (nrows < 1 || PQnfields(res) != 8) {
+        goto invalid;
+    }
+
+    dr = bl_pcalloc(op->pool, sizeof(bl_delete_res_t));
+    if (dr == NULL) {
+        goto nomem;
+    }
+
+    if (bl_pg_int64(res, nrows - 1, 0, &dr->header_revision) != BL_OK
+        || bl_pg_int64(res, nrows - 1, 1, &dr->deleted) != BL_OK
+        || (op->req.del.prev_kv ? dr->deleted != nrows - 1 : nrows != 1))
+    {
+        goto invalid;
+    }
+
+    bl_pg_seen_revision(dr->header_revision);
+
+    if (nrows > 1) {
+        dr->prev_kvs = bl_palloc(op->pool,
+                                 (size_t) (nrows - 1) * sizeof(bl_kv_t));
+        if (dr->prev_kvs == NULL) {
+            goto nomem;
+        }
+    }
+
+    for (i = 0; i < nrows - 1; i++) {
+        if (bl_pg_kv(op->pool, res, i, 2, &dr->prev_kvs[i]) != BL_OK) {
+            goto invalid;
+        }
+    }
+
+    dr->nprev_kvs = (size_t) (nrows - 1);
+
+    op->status = BL_ST_OK;
+    op->result = dr;
+    return;
+
+invalid:
+
+    bl_log_error(BL_LOG_ERR, 0, "postgres: unexpected answer to delete");
 
 nomem:
 

@@ -1,9 +1,11 @@
 /*
  * The storage layer against a real PostgreSQL (BALLAST_TEST_DSN, a fresh
- * database): put and range semantics, group commit, cancellation, the
- * queue bound, a stuck request, and a database outage.  Run by
- * t/31-storage-pg.t, which starts PostgreSQL and, when this program prints
- * "# ctl: stop" or "# ctl: start", does so and answers a line on stdin.
+ * database): put, range, delete, txn and compact semantics, round trips
+ * per operation, group commit, compare-and-swap under concurrency,
+ * cancellation, the queue bound, a stuck request, and a database outage.
+ * Run by t/30-storage-pg.t, which starts PostgreSQL and, when this
+ * program prints "# ctl: stop" or "# ctl: start", does so and answers a
+ * line on stdin.
  */
 #include <bl_core.h>
 #include <bl_event.h>
@@ -16,7 +18,13 @@ typedef struct {
     int                   called;
     bl_storage_status_e   st;
     void                 *result;
+    bl_storage_stats_t    before;   /* when posted */
+    bl_storage_stats_t    at;       /* when answered */
 } res_t;
+
+/* round trips and statements an op took, from posting to its answer */
+#define RT(r)     ((r).at.round_trips - (r).before.round_trips)
+#define STMTS(r)  ((r).at.statements - (r).before.statements)
 
 
 static bl_pool_t  *pool;
@@ -32,6 +40,7 @@ done_handler(void *data, bl_storage_status_e st, void *result)
     r->called++;
     r->st = st;
     r->result = result;
+    r->at = bl_storage_stats;
 }
 
 
@@ -140,6 +149,7 @@ put_full(bl_str_t key, bl_str_t value, int64_t lease, int prev_kv,
     req.ignore_value = ignore_value;
     req.ignore_lease = ignore_lease;
 
+    r.before = bl_storage_stats;
     st = bl_storage_put(pool, &req, done_handler, &r, NULL);
     if (st != BL_ST_OK) {
         r.st = st;
@@ -176,6 +186,7 @@ range_full(bl_str_t key, bl_str_t end, int64_t limit, int64_t rev,
     req.keys_only = keys_only;
     req.count_only = count_only;
 
+    r.before = bl_storage_stats;
     st = bl_storage_range(pool, &req, done_handler, &r, NULL);
     if (st != BL_ST_OK) {
         r.st = st;
@@ -343,6 +354,10 @@ test_basics(void)
     r = put_full(S("a"), S("v"), 777, 0, 0, 0);
     ok(r.called == 1 && r.st == BL_ST_LEASE_NOT_FOUND,
        "unknown lease: lease not found");
+    r = put_full(S("absent"), S(""), 777, 0, 1, 0);
+    ok(r.called == 1 && r.st == BL_ST_LEASE_NOT_FOUND,
+       "unknown lease and ignore_value on an absent key: the lease first "
+       "(etcd's Put)");
 
     rr = range_ok(range_full(S("absent"), S(""), 0, 0, 0, 0), "absent");
     if (rr) {
@@ -509,7 +524,7 @@ test_ranges(void)
         ok(rr->nkvs == 1 && rr->kvs[0].mod_revision == 5,
            "at the compact revision: fine");
     }
-    admin_sql("UPDATE ballast_meta SET compact_revision = 0");
+    admin_sql("UPDATE ballast_meta SET compact_revision = -1");
 
     /* reads posted together share round trips, each its own answer */
     {
@@ -904,6 +919,1610 @@ test_outage(void)
 }
 
 
+/* delete, txn and compact */
+
+static char *
+admin_str(const char *sql)
+{
+    PGresult     *res;
+    static char   buf[4096];
+
+    buf[0] = '\0';
+    res = PQexec(admin, sql);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        printf("# admin sql failed: %s", PQerrorMessage(admin));
+
+    } else if (PQntuples(res) == 1 && !PQgetisnull(res, 0, 0)) {
+        snprintf(buf, sizeof(buf), "%s", PQgetvalue(res, 0, 0));
+    }
+    PQclear(res);
+    return buf;
+}
+
+
+static int64_t
+current_rev(void)
+{
+    return admin_int("SELECT revision FROM ballast_meta");
+}
+
+
+/* the events of revision rev: "sub:key:kind,..." */
+static char *
+log_at(int64_t rev)
+{
+    char  sql[256];
+
+    snprintf(sql, sizeof(sql),
+             "SELECT string_agg(sub || ':' || encode(key, 'escape') || ':'"
+             " || CASE kind WHEN 0 THEN 'put' ELSE 'del' END, ','"
+             " ORDER BY sub) FROM ballast_log WHERE rev = %" PRId64, rev);
+    return admin_str(sql);
+}
+
+
+static void
+wait_answers(res_t *r, int n, int64_t msec)
+{
+    int      i, done;
+    int64_t  waited;
+
+    for (waited = 0; waited < msec; waited += 5) {
+        done = 0;
+        for (i = 0; i < n; i++) {
+            done += (r[i].called != 0);
+        }
+        if (done == n) {
+            return;
+        }
+        run_for(5);
+    }
+}
+
+
+static res_t
+del_full(bl_str_t key, bl_str_t end, int prev_kv)
+{
+    res_t                r;
+    bl_delete_req_t      req;
+    bl_storage_status_e  st;
+
+    memset(&r, 0, sizeof(r));
+    memset(&req, 0, sizeof(req));
+    req.key = key;
+    req.range_end = end;
+    req.prev_kv = prev_kv;
+
+    r.before = bl_storage_stats;
+    st = bl_storage_delete(pool, &req, done_handler, &r, NULL);
+    if (st != BL_ST_OK) {
+        r.st = st;
+        r.called = -1;
+        return r;
+    }
+
+    run_until(&r.called, 1, 10000);
+    return r;
+}
+
+
+static bl_delete_res_t *
+del_ok(res_t r, const char *what)
+{
+    if (!ok(r.called == 1 && r.st == BL_ST_OK && r.result != NULL,
+            "%s: delete answered", what))
+    {
+        printf("#   called %d status %s\n", r.called,
+               bl_storage_status_text(r.st));
+        return NULL;
+    }
+
+    return r.result;
+}
+
+
+static res_t
+compact_run(int64_t rev, int physical)
+{
+    res_t                r;
+    bl_storage_status_e  st;
+
+    memset(&r, 0, sizeof(r));
+    r.before = bl_storage_stats;
+    st = bl_storage_compact(pool, rev, physical, done_handler, &r, NULL);
+    if (st != BL_ST_OK) {
+        r.st = st;
+        r.called = -1;
+        return r;
+    }
+
+    run_until(&r.called, 1, 30000);
+    return r;
+}
+
+
+#define TXN_MAX  64
+
+static bl_txn_req_t *
+txn_new(void)
+{
+    bl_txn_req_t  *t;
+
+    t = bl_pcalloc(pool, sizeof(bl_txn_req_t));
+    t->compares = bl_pcalloc(pool, TXN_MAX * sizeof(bl_compare_t));
+    t->success = bl_pcalloc(pool, TXN_MAX * sizeof(bl_op_t));
+    t->failure = bl_pcalloc(pool, TXN_MAX * sizeof(bl_op_t));
+    return t;
+}
+
+
+static void
+cmp_add(bl_txn_req_t *t, int target, int result, bl_str_t key,
+    bl_str_t end, int64_t number, bl_str_t value)
+{
+    bl_compare_t  *c;
+
+    c = &t->compares[t->ncompares++];
+    c->target = target;
+    c->result = result;
+    c->key = key;
+    c->range_end = end;
+    c->number = number;
+    c->value = value;
+}
+
+
+/* br: 0 success, 1 failure */
+static bl_op_t *
+op_add(bl_txn_req_t *t, int br, bl_op_kind_e kind)
+{
+    bl_op_t  *op;
+
+    op = br ? &t->failure[t->nfailure++] : &t->success[t->nsuccess++];
+    memset(op, 0, sizeof(bl_op_t));
+    op->kind = kind;
+    return op;
+}
+
+
+static bl_put_req_t *
+op_put(bl_txn_req_t *t, int br, const char *key, const char *value)
+{
+    bl_op_t  *op;
+
+    op = op_add(t, br, BL_OP_PUT);
+    op->u.put.key = S(key);
+    op->u.put.value = S(value);
+    return &op->u.put;
+}
+
+
+static bl_range_req_t *
+op_range(bl_txn_req_t *t, int br, bl_str_t key, bl_str_t end)
+{
+    bl_op_t  *op;
+
+    op = op_add(t, br, BL_OP_RANGE);
+    op->u.range.key = key;
+    op->u.range.range_end = end;
+    return &op->u.range;
+}
+
+
+static void
+op_del(bl_txn_req_t *t, int br, bl_str_t key, bl_str_t end, int prev_kv)
+{
+    bl_op_t  *op;
+
+    op = op_add(t, br, BL_OP_DELETE);
+    op->u.del.key = key;
+    op->u.del.range_end = end;
+    op->u.del.prev_kv = prev_kv;
+}
+
+
+static void
+op_txn(bl_txn_req_t *t, int br, bl_txn_req_t *child)
+{
+    op_add(t, br, BL_OP_TXN)->u.txn = child;
+}
+
+
+static int
+txn_post(bl_txn_req_t *t, res_t *r)
+{
+    memset(r, 0, sizeof(res_t));
+    r->before = bl_storage_stats;
+
+    if (bl_storage_txn(pool, t, 0, done_handler, r, NULL) != BL_ST_OK) {
+        r->called = -1;
+        return 0;
+    }
+
+    return 1;
+}
+
+
+static res_t
+txn_run(bl_txn_req_t *t)
+{
+    res_t  r;
+
+    if (txn_post(t, &r)) {
+        run_until(&r.called, 1, 10000);
+    }
+
+    return r;
+}
+
+
+static bl_txn_res_t *
+txn_ok(res_t r, const char *what)
+{
+    if (!ok(r.called == 1 && r.st == BL_ST_OK && r.result != NULL,
+            "%s: txn answered", what))
+    {
+        printf("#   called %d status %s\n", r.called,
+               bl_storage_status_text(r.st));
+        return NULL;
+    }
+
+    return r.result;
+}
+
+
+static void
+test_delete(void)
+{
+    int               i, good;
+    res_t             r;
+    int64_t           rev, all;
+    bl_kv_t          *kv;
+    bl_put_res_t     *pr;
+    bl_range_res_t   *rr;
+    bl_delete_res_t  *dr;
+
+    static const char  *keys[] = { "d/a", "d/b", "d/c", "d/d", "d/e" };
+
+    for (i = 0; i < 5; i++) {
+        rev = put_rev(put(keys[i], keys[i]));
+    }
+    rev = put_rev(put("d/a", "again"));
+
+    /* one key, with prev_kv */
+    r = del_full(S("d/a"), S(""), 1);
+    dr = del_ok(r, "one key");
+    if (dr) {
+        is_int(dr->header_revision, rev + 1, "delete takes a revision");
+        is_int(dr->deleted, 1, "deleted 1");
+        if (ok(dr->nprev_kvs == 1, "one prev_kv")) {
+            kv = &dr->prev_kvs[0];
+            is_mem(kv->key.data, kv->key.len, "d/a", 3, "prev_kv key");
+            is_mem(kv->value.data, kv->value.len, "again", 5,
+                   "prev_kv value");
+            ok(kv->version == 2 && kv->mod_revision == rev
+               && kv->create_revision == rev - 5,
+               "prev_kv version, mod and create revisions");
+        }
+        is_int(RT(r), 1, "delete: 1 round trip");
+        is_int(STMTS(r), 1, "delete: 1 statement");
+    }
+    is_str(log_at(rev + 1), "0:d/a:del", "a tombstone in the log");
+    is_int(admin_int("SELECT prev_rev FROM ballast_log WHERE key = 'd/a'"
+                     " AND kind = 1"), rev,
+           "its prev_rev names the deleted version");
+    rr = range_ok(range_full(S("d/a"), S(""), 0, 0, 0, 0), "d/a gone");
+    if (rr) {
+        ok(rr->count == 0 && rr->header_revision == rev + 1, "d/a is gone");
+    }
+    rr = range_ok(range_full(S("d/a"), S(""), 0, rev, 0, 0), "d/a before");
+    if (rr) {
+        ok(rr->count == 1 && rr->kvs[0].version == 2,
+           "and still there in the past");
+    }
+
+    /* nothing to delete: no revision */
+    rev = current_rev();
+    r = del_full(S("d/a"), S(""), 1);
+    dr = del_ok(r, "absent key");
+    if (dr) {
+        ok(dr->deleted == 0 && dr->nprev_kvs == 0, "deleted 0");
+        is_int(dr->header_revision, rev, "header is the current revision");
+    }
+    r = del_full(S("d/x"), S("d/z"), 0);
+    dr = del_ok(r, "empty range");
+    if (dr) {
+        ok(dr->deleted == 0 && dr->header_revision == rev,
+           "an empty range: deleted 0, no revision");
+    }
+    r = del_full(S("d/e"), S("d/a"), 0);
+    dr = del_ok(r, "end < key");
+    if (dr) {
+        ok(dr->deleted == 0 && dr->header_revision == rev,
+           "range_end <= key: nothing");
+    }
+    is_int(current_rev(), rev, "no revision was used");
+    is_int(put_rev(put("d/f", "f")), rev + 1, "the next put: the next one");
+    rev++;
+
+    /* a range: one revision, subs in key order, prev_kvs in key order */
+    r = del_full(S("d/b"), S("d/e"), 1);
+    dr = del_ok(r, "range");
+    if (dr) {
+        is_int(dr->header_revision, rev + 1, "one revision for three");
+        is_int(dr->deleted, 3, "deleted 3");
+        good = (dr->nprev_kvs == 3);
+        for (i = 0; good && i < 3; i++) {
+            good = (dr->prev_kvs[i].key.len == 3
+                    && memcmp(dr->prev_kvs[i].key.data, keys[i + 1], 3) == 0
+                    && dr->prev_kvs[i].value.len == 3);
+        }
+        ok(good, "prev_kvs d/b, d/c, d/d in key order");
+        is_int(RT(r), 1, "range delete: 1 round trip");
+    }
+    is_str(log_at(rev + 1), "0:d/b:del,1:d/c:del,2:d/d:del",
+           "consecutive sub-revisions in key order");
+    rev++;
+
+    /* without prev_kv */
+    put("d/g", "g");
+    rev++;
+    r = del_full(S("d/f"), S("d/h"), 0);
+    dr = del_ok(r, "no prev_kv");
+    if (dr) {
+        ok(dr->deleted == 2 && dr->nprev_kvs == 0 && dr->prev_kvs == NULL,
+           "deleted 2, no prev_kvs unless asked");
+    }
+    rev++;
+
+    /* from a key: d/e and everything after it */
+    put("d/e2", "x");
+    rev++;
+    rr = range_ok(range_full(S("d/e"), B("\0", 1), 0, 0, 1, 0), "from d/e");
+    all = rr ? rr->count : -1;
+    r = del_full(S("d/e"), B("\0", 1), 0);
+    dr = del_ok(r, "from key");
+    if (dr) {
+        ok(all >= 2 && dr->deleted == all && dr->header_revision == rev + 1,
+           "from key: deleted the %" PRId64 " keys >= d/e", all);
+    }
+    rr = range_ok(range_full(S("d/"), B("\0", 1), 0, 0, 0, 0), "after");
+    if (rr) {
+        is_int(rr->count, 0, "nothing left from d/ on");
+    }
+    rev++;
+
+    /* recreated: version 1, new create revision */
+    r = put_full(S("d/a"), S("new"), 0, 1, 0, 0);
+    pr = r.result;
+    ok(put_rev(r) == rev + 1 && pr->prev_kv == NULL,
+       "put after delete: no prev_kv");
+    rr = range_ok(range_full(S("d/a"), S(""), 0, 0, 0, 0), "recreated");
+    if (rr && rr->nkvs == 1) {
+        ok(rr->kvs[0].version == 1 && rr->kvs[0].create_revision == rev + 1,
+           "recreated: version 1, create_revision = its revision");
+    }
+    is_int(admin_int("SELECT prev_rev FROM ballast_log WHERE key = 'd/a'"
+                     " ORDER BY rev DESC LIMIT 1"), 0,
+           "a recreation has no prev_rev");
+}
+
+
+/* every key (kept for last: it empties the store) */
+static void
+test_delete_all(void)
+{
+    int               i, good;
+    res_t             r;
+    int64_t           n, rev;
+    bl_range_res_t   *rr;
+    bl_delete_res_t  *dr;
+
+    rr = range_ok(range_full(B("\0", 1), B("\0", 1), 0, 0, 0, 0), "all");
+    n = rr ? rr->count : -1;
+    rev = current_rev();
+
+    r = del_full(B("\0", 1), B("\0", 1), 1);
+    dr = del_ok(r, "all keys");
+    if (dr) {
+        ok(n > 10 && dr->deleted == n && dr->nprev_kvs == (size_t) n,
+           "\"\\0\"/\"\\0\": all %" PRId64 " keys deleted", n);
+        is_int(dr->header_revision, rev + 1, "in one revision");
+        good = 1;
+        for (i = 1; i < (int) dr->nprev_kvs; i++) {
+            good &= (bl_str_cmp(&dr->prev_kvs[i - 1].key,
+                                &dr->prev_kvs[i].key) < 0);
+        }
+        ok(good, "prev_kvs in key order");
+        ok(rr && rr->nkvs == dr->nprev_kvs
+           && memcmp(rr->kvs[n - 1].value.data, dr->prev_kvs[n - 1].value.data,
+                     rr->kvs[n - 1].value.len) == 0,
+           "the same as a range of all keys said");
+    }
+    is_int(admin_int("SELECT count(*) FROM ballast_kv"), 0, "kv is empty");
+    is_int(admin_int("SELECT count(DISTINCT sub) FROM ballast_log"
+                     " WHERE rev = (SELECT revision FROM ballast_meta)"), n,
+           "one tombstone each");
+}
+
+
+/* what etcd's compareKV says: d = sign(actual - wanted) */
+static int
+cmp_expect(int result, int d)
+{
+    switch (result) {
+    case BL_CMP_EQUAL:
+        return d == 0;
+    case BL_CMP_GREATER:
+        return d > 0;
+    case BL_CMP_LESS:
+        return d < 0;
+    case BL_CMP_NOT_EQUAL:
+        return d != 0;
+    }
+    return 1;
+}
+
+
+#define NCMP  200
+
+/* each compare target x result, on a key, on an absent key, on ranges;
+ * fired at once, half read-only, half through the write path */
+static void
+test_txn_compares(void)
+{
+    int            i, n, good, target, result, delta, want[NCMP];
+    res_t          r[NCMP];
+    int64_t        actual[5];
+    const char    *what[NCMP];
+    bl_txn_req_t  *t[NCMP];
+    bl_txn_res_t  *tr;
+    bl_range_res_t *rr;
+
+    static const char  *vals[] = { "", "l", "m", "m\1", "n" };
+    static const int    vsign[] = { 1, 1, 0, -1, -1 };
+
+    admin_sql("INSERT INTO ballast_lease VALUES (555, 60, now())");
+    put("t/cmp", "a");
+    put("t/cmp", "b");
+    put_full(S("t/cmp"), S("m"), 555, 0, 0, 0);
+    rr = range_ok(range_full(S("t/cmp"), S(""), 0, 0, 0, 0), "t/cmp");
+    if (rr == NULL || rr->nkvs != 1) {
+        return;
+    }
+    actual[BL_CMP_VERSION] = rr->kvs[0].version;
+    actual[BL_CMP_CREATE] = rr->kvs[0].create_revision;
+    actual[BL_CMP_MOD] = rr->kvs[0].mod_revision;
+    actual[BL_CMP_LEASE] = rr->kvs[0].lease;
+
+    n = 0;
+
+    /* numbers: below, equal, above */
+    for (target = 0; target <= BL_CMP_LEASE; target++) {
+        if (target == BL_CMP_VALUE) {
+            continue;
+        }
+        for (result = 0; result <= BL_CMP_NOT_EQUAL; result++) {
+            for (delta = -1; delta <= 1; delta++) {
+                t[n] = txn_new();
+                cmp_add(t[n], target, result, S("t/cmp"), S(""),
+                        actual[target] + delta, S(""));
+                want[n] = cmp_expect(result, -delta);
+                what[n] = "number";
+                n++;
+            }
+        }
+    }
+
+    /* values: shorter, less, equal, longer, greater */
+    for (result = 0; result <= BL_CMP_NOT_EQUAL; result++) {
+        for (i = 0; i < 5; i++) {
+            t[n] = txn_new();
+            cmp_add(t[n], BL_CMP_VALUE, result, S("t/cmp"), S(""), 0,
+                    S(vals[i]));
+            want[n] = cmp_expect(result, vsign[i]);
+            what[n] = "value";
+            n++;
+        }
+    }
+
+    /* an absent key is the zero key-value, but a value compare fails */
+    for (target = 0; target <= BL_CMP_LEASE; target++) {
+        for (result = 0; result <= BL_CMP_NOT_EQUAL; result++) {
+            for (delta = -1; delta <= 1; delta++) {
+                t[n] = txn_new();
+                cmp_add(t[n], target, result, S("t/absent"), S(""), delta,
+                        S(delta < 0 ? "" : delta == 0 ? "x" : "\xff"));
+                want[n] = (target == BL_CMP_VALUE)
+                          ? 0 : cmp_expect(result, -delta);
+                what[n] = "absent key";
+                n++;
+            }
+        }
+    }
+
+    /* ranges: t/r/1..3 with versions 1..3, values "v" */
+    put("t/r/1", "v");
+    put("t/r/2", "v");
+    put("t/r/2", "v");
+    put("t/r/3", "v");
+    put("t/r/3", "v");
+    put("t/r/3", "v");
+
+#define RANGE_CMP(k, e, tg, res, num, val, w, wh)                             \
+    do {                                                                      \
+        t[n] = txn_new();                                                     \
+        cmp_add(t[n], tg, res, k, e, num, val);                               \
+        want[n] = w;                                                          \
+        what[n] = wh;                                                         \
+        n++;                                                                  \
+    } while (0)
+
+    RANGE_CMP(S("t/r/"), S("t/r0"), BL_CMP_VERSION, BL_CMP_GREATER, 0, S(""),
+              1, "range: all versions > 0");
+    RANGE_CMP(S("t/r/"), S("t/r0"), BL_CMP_VERSION, BL_CMP_GREATER, 1, S(""),
+              0, "range: not all versions > 1");
+    RANGE_CMP(S("t/r/"), S("t/r0"), BL_CMP_VERSION, BL_CMP_LESS, 4, S(""),
+              1, "range: all versions < 4");
+    RANGE_CMP(S("t/r/"), S("t/r0"), BL_CMP_VERSION, BL_CMP_LESS, 3, S(""),
+              0, "range: not all versions < 3");
+    RANGE_CMP(S("t/r/"), S("t/r0"), BL_CMP_VALUE, BL_CMP_EQUAL, 0, S("v"),
+              1, "range: all values v");
+    RANGE_CMP(S("t/r/"), S("t/r0"), BL_CMP_VALUE, BL_CMP_NOT_EQUAL, 0,
+              S("v"), 0, "range: value != v fails");
+    RANGE_CMP(S("t/q/"), S("t/q0"), BL_CMP_VERSION, BL_CMP_EQUAL, 0, S(""),
+              1, "empty range: version == 0");
+    RANGE_CMP(S("t/q/"), S("t/q0"), BL_CMP_MOD, BL_CMP_EQUAL, 0, S(""),
+              1, "empty range: mod == 0");
+    RANGE_CMP(S("t/q/"), S("t/q0"), BL_CMP_CREATE, BL_CMP_GREATER, 0, S(""),
+              0, "empty range: create > 0 fails");
+    RANGE_CMP(S("t/q/"), S("t/q0"), BL_CMP_VALUE, BL_CMP_EQUAL, 0, S(""),
+              0, "empty range: value == \"\" fails");
+    RANGE_CMP(S("t/q/"), S("t/q0"), BL_CMP_VALUE, BL_CMP_NOT_EQUAL, 0,
+              S("x"), 0, "empty range: value != x fails");
+    RANGE_CMP(S("t/r/3"), S("t/r/1"), BL_CMP_VERSION, BL_CMP_EQUAL, 0, S(""),
+              1, "range_end <= key: an empty range");
+    RANGE_CMP(S("t/r/2"), B("\0", 1), BL_CMP_MOD, BL_CMP_GREATER, 0, S(""),
+              1, "from key: all mods > 0");
+    RANGE_CMP(S("t/r/2"), B("\0", 1), BL_CMP_VERSION, BL_CMP_EQUAL, 2,
+              S(""), 0, "from key: not all versions 2");
+    RANGE_CMP(S("t/r/2"), S("t/r/3"), BL_CMP_VERSION, BL_CMP_EQUAL, 2,
+              S(""), 1, "one-key range: version 2");
+
+    /* several compares: all must hold; none holds trivially */
+    t[n] = txn_new();
+    cmp_add(t[n], BL_CMP_VALUE, BL_CMP_EQUAL, S("t/cmp"), S(""), 0, S("m"));
+    cmp_add(t[n], BL_CMP_LEASE, BL_CMP_EQUAL, S("t/cmp"), S(""), 555, S(""));
+    cmp_add(t[n], BL_CMP_MOD, BL_CMP_EQUAL, S("t/absent"), S(""), 0, S(""));
+    want[n] = 1;
+    what[n] = "three compares hold";
+    n++;
+    t[n] = txn_new();
+    cmp_add(t[n], BL_CMP_VALUE, BL_CMP_EQUAL, S("t/cmp"), S(""), 0, S("m"));
+    cmp_add(t[n], BL_CMP_LEASE, BL_CMP_EQUAL, S("t/cmp"), S(""), 554, S(""));
+    want[n] = 0;
+    what[n] = "one of two fails";
+    n++;
+    t[n] = txn_new();
+    want[n] = 1;
+    what[n] = "no compare";
+    n++;
+
+    /* half of them through the write path (a delete of nothing in the
+     * failure branch makes them writes, and changes nothing) */
+    for (i = 0; i < n; i += 2) {
+        op_del(t[i], 1, S("t/nothing"), S(""), 0);
+    }
+
+    for (i = 0; i < n; i++) {
+        (void) txn_post(t[i], &r[i]);
+    }
+    wait_answers(r, n, 10000);
+
+    good = 0;
+    for (i = 0; i < n; i++) {
+        tr = r[i].result;
+        if (r[i].called == 1 && r[i].st == BL_ST_OK && tr != NULL
+            && tr->succeeded == (unsigned) want[i])
+        {
+            good++;
+        } else {
+            printf("# compare %d (%s, target %d result %d): called %d "
+                   "status %s succeeded %d, want %d\n", i, what[i],
+                   t[i]->ncompares ? t[i]->compares[0].target : -1,
+                   t[i]->ncompares ? t[i]->compares[0].result : -1,
+                   r[i].called, bl_storage_status_text(r[i].st),
+                   tr ? (int) tr->succeeded : -1, want[i]);
+        }
+    }
+    is_int(good, n, "%d compares: targets x results x below/equal/above, "
+           "absent keys, ranges", n);
+    ok(n < NCMP, "(room for them)");
+}
+
+
+static void
+test_txn_ops(void)
+{
+    int             good;
+    res_t           r;
+    int64_t         rev, first;
+    bl_kv_t        *kv;
+    bl_op_res_t    *o;
+    bl_txn_req_t   *t, *n1, *n2, *n3;
+    bl_txn_res_t   *tr, *nr;
+    bl_put_req_t   *pq;
+    bl_range_req_t *rq;
+    bl_range_res_t *rr;
+
+    /* branch selection and a nested txn, whose compares saw the state
+     * before the transaction; later ops see earlier writes */
+    rev = put_rev(put("t/n/a", "a"));
+    t = txn_new();
+    cmp_add(t, BL_CMP_MOD, BL_CMP_EQUAL, S("t/n/a"), S(""), rev, S(""));
+    op_put(t, 0, "t/n/x", "1");
+    n1 = txn_new();
+    cmp_add(n1, BL_CMP_VERSION, BL_CMP_EQUAL, S("t/n/x"), S(""), 0, S(""));
+    op_range(n1, 0, S("t/n/x"), S(""));
+    op_put(n1, 1, "t/n/bad", "x");
+    op_txn(t, 0, n1);
+    op_range(t, 0, S("t/n/"), S("t/n0"));
+    op_put(t, 1, "t/n/else", "x");
+
+    r = txn_run(t);
+    tr = txn_ok(r, "nested");
+    if (tr && ok(tr->succeeded && tr->nresponses == 3, "success branch, "
+                 "3 responses"))
+    {
+        is_int(tr->header_revision, rev + 1, "txn header: the new revision");
+        o = &tr->responses[0];
+        ok(o->kind == BL_OP_PUT && o->u.put.header_revision == rev + 1,
+           "put response");
+        o = &tr->responses[1];
+        nr = o->u.txn;
+        if (ok(o->kind == BL_OP_TXN && nr != NULL, "a nested response")) {
+            ok(nr->succeeded, "nested compare saw t/n/x absent (before)");
+            ok(nr->header_revision == 0, "nested header left empty");
+            if (ok(nr->nresponses == 1
+                   && nr->responses[0].kind == BL_OP_RANGE,
+                   "nested range ran"))
+            {
+                rr = &nr->responses[0].u.range;
+                ok(rr->count == 1 && rr->nkvs == 1
+                   && rr->kvs[0].mod_revision == rev + 1
+                   && rr->kvs[0].value.len == 1
+                   && rr->kvs[0].value.data[0] == '1',
+                   "the nested range sees the put before it");
+                is_int(rr->header_revision, rev + 1,
+                       "its header: begin + 1 after a change");
+            }
+        }
+        o = &tr->responses[2];
+        ok(o->kind == BL_OP_RANGE && o->u.range.count == 2,
+           "outer range sees t/n/a and t/n/x");
+    }
+
+    /* again: the nested compare fails now; its failure branch runs */
+    r = txn_run(t);
+    tr = txn_ok(r, "nested again");
+    if (tr && tr->succeeded && tr->nresponses == 3) {
+        nr = tr->responses[1].u.txn;
+        ok(nr && !nr->succeeded && nr->nresponses == 1
+           && nr->responses[0].kind == BL_OP_PUT,
+           "nested failure branch");
+        ok(tr->responses[2].u.range.count == 3, "t/n/bad written");
+    }
+
+    /* the outer failure branch, three levels deep */
+    t = txn_new();
+    cmp_add(t, BL_CMP_MOD, BL_CMP_EQUAL, S("t/n/a"), S(""), 0, S(""));
+    op_put(t, 0, "t/n/never", "x");
+    op_put(t, 1, "t/n/else", "e");
+    n1 = txn_new();
+    n2 = txn_new();
+    n3 = txn_new();
+    cmp_add(n1, BL_CMP_VERSION, BL_CMP_EQUAL, S("t/n/else"), S(""), 0,
+            S(""));
+    op_txn(n1, 0, n2);
+    op_range(n1, 1, S("t/n/never"), S(""));
+    op_range(n2, 0, S("t/n/else"), S(""));
+    op_txn(n2, 0, n3);
+    cmp_add(n3, BL_CMP_CREATE, BL_CMP_GREATER, S("t/n/a"), S(""), 0, S(""));
+    op_del(n3, 0, S("t/n/x"), S(""), 1);
+    op_put(n3, 1, "t/n/never", "x");
+    op_txn(t, 1, n1);
+    op_range(t, 1, S("t/n/"), S("t/n0"));
+    rev = current_rev();
+    r = txn_run(t);
+    tr = txn_ok(r, "three levels");
+    if (tr && ok(!tr->succeeded && tr->nresponses == 3,
+                 "failure branch: 3 responses"))
+    {
+        nr = tr->responses[1].u.txn;
+        good = nr && nr->succeeded && nr->nresponses == 1;
+        nr = good ? nr->responses[0].u.txn : NULL;
+        good = good && nr && nr->succeeded && nr->nresponses == 2
+               && nr->responses[0].u.range.count == 1;
+        nr = good ? nr->responses[1].u.txn : NULL;
+        good = good && nr && nr->succeeded && nr->nresponses == 1
+               && nr->responses[0].kind == BL_OP_DELETE
+               && nr->responses[0].u.del.deleted == 1
+               && nr->responses[0].u.del.nprev_kvs == 1;
+        ok(good, "three levels: each branch as its compares said");
+        ok(tr->responses[2].u.range.count == 3, "t/n/: a, bad, else");
+        is_int(tr->header_revision, rev + 1, "one revision");
+        is_str(log_at(rev + 1), "0:t/n/else:put,1:t/n/x:del",
+               "put and delete at subs 0 and 1, in op order");
+    }
+
+    /* one revision, consecutive subs in op order (a range delete's keys
+     * in key order), everything shares the mod revision */
+    put("t/s/c", "c");
+    rev = current_rev();
+    t = txn_new();
+    op_put(t, 0, "t/s/a", "a");
+    op_put(t, 0, "t/s/b", "b");
+    op_del(t, 0, S("t/s/c"), S(""), 1);
+    op_put(t, 0, "t/s/d", "d");
+    op_range(t, 0, S("t/s/"), S("t/s0"));
+    r = txn_run(t);
+    tr = txn_ok(r, "one revision");
+    if (tr && tr->nresponses == 5) {
+        is_int(tr->header_revision, rev + 1, "header: rev + 1");
+        rr = &tr->responses[4].u.range;
+        ok(rr->count == 3 && rr->nkvs == 3
+           && rr->kvs[0].mod_revision == rev + 1
+           && rr->kvs[1].mod_revision == rev + 1
+           && rr->kvs[2].mod_revision == rev + 1,
+           "a, b, d share the mod revision");
+        ok(tr->responses[2].u.del.deleted == 1
+           && tr->responses[2].u.del.nprev_kvs == 1
+           && tr->responses[2].u.del.prev_kvs[0].value.data[0] == 'c',
+           "delete with its prev_kv");
+        is_str(log_at(rev + 1),
+               "0:t/s/a:put,1:t/s/b:put,2:t/s/c:del,3:t/s/d:put",
+               "subs 0..3 in op order");
+    }
+    is_int(current_rev(), rev + 1, "one revision taken");
+
+    t = txn_new();
+    op_put(t, 0, "t/s/e", "e");
+    op_del(t, 0, S("t/s/a"), S("t/s/c"), 0);
+    op_put(t, 0, "t/s/f", "f");
+    r = txn_run(t);
+    tr = txn_ok(r, "range delete in a txn");
+    if (tr) {
+        is_str(log_at(rev + 2),
+               "0:t/s/e:put,1:t/s/a:del,2:t/s/b:del,3:t/s/f:put",
+               "a range delete's subs in key order, between the puts");
+    }
+
+    /* sub-response header revisions (etcd's storeTxnWrite) */
+    rev = current_rev();
+    t = txn_new();
+    op_range(t, 0, S("t/s/d"), S(""));
+    op_del(t, 0, S("t/h/absent"), S(""), 0);
+    op_put(t, 0, "t/h/x", "x");
+    op_range(t, 0, S("t/h/x"), S(""));
+    op_del(t, 0, S("t/h/absent"), S(""), 0);
+    op_put(t, 0, "t/h/y", "y");
+    r = txn_run(t);
+    tr = txn_ok(r, "headers");
+    if (tr && tr->nresponses == 6) {
+        ok(tr->responses[0].u.range.header_revision == rev
+           && tr->responses[1].u.del.header_revision == rev
+           && tr->responses[2].u.put.header_revision == rev + 1
+           && tr->responses[3].u.range.header_revision == rev + 1
+           && tr->responses[4].u.del.header_revision == rev + 1
+           && tr->responses[5].u.put.header_revision == rev + 1
+           && tr->header_revision == rev + 1,
+           "range/delete before a change: begin; put: begin + 1; "
+           "range/delete after one: begin + 1");
+        ok(tr->responses[3].u.range.nkvs == 1, "range sees the put");
+    }
+
+    /* a write txn that changes nothing takes no revision */
+    rev = current_rev();
+    t = txn_new();
+    cmp_add(t, BL_CMP_VERSION, BL_CMP_EQUAL, S("t/h/x"), S(""), 99, S(""));
+    op_put(t, 0, "t/h/never", "x");
+    op_del(t, 1, S("t/h/absent"), S(""), 1);
+    op_range(t, 1, S("t/h/x"), S(""));
+    r = txn_run(t);
+    tr = txn_ok(r, "no change");
+    if (tr && ok(!tr->succeeded && tr->nresponses == 2, "failure branch")) {
+        ok(tr->header_revision == rev
+           && tr->responses[0].u.del.header_revision == rev
+           && tr->responses[0].u.del.deleted == 0
+           && tr->responses[1].u.range.header_revision == rev,
+           "headers: the current revision");
+    }
+    t = txn_new();
+    cmp_add(t, BL_CMP_VERSION, BL_CMP_EQUAL, S("t/h/x"), S(""), 99, S(""));
+    op_put(t, 0, "t/h/never", "x");
+    r = txn_run(t);
+    tr = txn_ok(r, "empty branch");
+    if (tr) {
+        ok(!tr->succeeded && tr->nresponses == 0 && tr->header_revision == rev,
+           "compare false, empty failure branch: no responses, no revision");
+    }
+    is_int(current_rev(), rev, "no revision taken");
+
+    /* read-only: no revision, no write batch */
+    {
+        uint64_t  wb = bl_storage_stats.write_batches;
+
+        t = txn_new();
+        cmp_add(t, BL_CMP_VERSION, BL_CMP_GREATER, S("t/h/x"), S(""), 0,
+                S(""));
+        op_range(t, 0, S("t/h/"), S("t/h0"));
+        op_range(t, 1, S("t/h/x"), S(""));
+        r = txn_run(t);
+        tr = txn_ok(r, "read-only");
+        if (tr) {
+            ok(tr->succeeded && tr->header_revision == rev
+               && tr->responses[0].u.range.header_revision == rev
+               && tr->responses[0].u.range.count == 2,
+               "read-only: current revision everywhere");
+            is_int(bl_storage_stats.write_batches, wb,
+                   "read-only: not a write batch");
+            is_int(RT(r), 1, "read-only txn: 1 round trip");
+        }
+        is_int(current_rev(), rev, "read-only: no revision");
+    }
+
+    /* ranges inside: limit, more, count, keys_only, count_only, past */
+    first = put_rev(put("t/g/1", "old"));
+    put("t/g/2", "2");
+    put("t/g/3", "3");
+    put("t/g/4", "4");
+    put("t/g/5", "5");
+    put("t/g/1", "new");
+    t = txn_new();
+    rq = op_range(t, 0, S("t/g/"), S("t/g0"));
+    rq->limit = 2;
+    rq = op_range(t, 0, S("t/g/"), S("t/g0"));
+    rq->keys_only = 1;
+    rq = op_range(t, 0, S("t/g/"), S("t/g0"));
+    rq->count_only = 1;
+    rq->limit = 1;
+    rq = op_range(t, 0, S("t/g/1"), S(""));
+    rq->revision = first;
+    rq = op_range(t, 0, S("t/g/"), S("t/g0"));
+    rq->revision = first + 2;
+    rq->limit = 2;
+    rq = op_range(t, 0, S("t/g/4"), B("\0", 1));
+    rq->limit = 5;
+    rq = op_range(t, 0, S("t/g/"), S("t/g0"));
+    rq->limit = 5;
+    r = txn_run(t);
+    tr = txn_ok(r, "ranges");
+    if (tr && tr->nresponses == 7) {
+        rr = &tr->responses[0].u.range;
+        ok(rr->count == 5 && rr->nkvs == 2 && rr->more
+           && rr->kvs[0].key.data[4] == '1' && rr->kvs[1].key.data[4] == '2',
+           "limit 2: count 5, 2 kvs in key order, more");
+        rr = &tr->responses[1].u.range;
+        ok(rr->count == 5 && rr->nkvs == 5 && rr->kvs[0].value.len == 0
+           && rr->kvs[0].version == 2 && !rr->more,
+           "keys_only: no values, the rest there");
+        rr = &tr->responses[2].u.range;
+        ok(rr->count == 5 && rr->nkvs == 0 && !rr->more,
+           "count_only: count, no kvs, no more");
+        rr = &tr->responses[3].u.range;
+        ok(rr->count == 1 && rr->nkvs == 1 && rr->kvs[0].value.len == 3
+           && memcmp(rr->kvs[0].value.data, "old", 3) == 0
+           && rr->kvs[0].mod_revision == first,
+           "at a revision: the old value");
+        rr = &tr->responses[4].u.range;
+        ok(rr->count == 3 && rr->nkvs == 2 && rr->more,
+           "at a revision: count 3, limit 2, more");
+        rr = &tr->responses[5].u.range;
+        ok(rr->count >= 2 && rr->nkvs >= 2 && rr->kvs[0].key.data[4] == '4',
+           "from key");
+        rr = &tr->responses[6].u.range;
+        ok(rr->count == 5 && rr->nkvs == 5 && !rr->more,
+           "limit = count: no more");
+    }
+
+    /* prev_kv of a put in a txn; a delete then a range of it */
+    t = txn_new();
+    pq = op_put(t, 0, "t/g/2", "two");
+    pq->prev_kv = 1;
+    op_put(t, 0, "t/g/6", "6")->prev_kv = 1;
+    op_del(t, 0, S("t/g/3"), S("t/g/5"), 1);
+    op_range(t, 0, S("t/g/"), S("t/g0"));
+    r = txn_run(t);
+    tr = txn_ok(r, "prev_kv");
+    if (tr && tr->nresponses == 4) {
+        kv = tr->responses[0].u.put.prev_kv;
+        ok(kv && kv->value.len == 1 && kv->value.data[0] == '2'
+           && kv->key.len == 5, "put prev_kv");
+        ok(tr->responses[1].u.put.prev_kv == NULL, "none for a new key");
+        ok(tr->responses[2].u.del.deleted == 2
+           && tr->responses[2].u.del.nprev_kvs == 2
+           && tr->responses[2].u.del.prev_kvs[0].key.data[4] == '3'
+           && tr->responses[2].u.del.prev_kvs[1].key.data[4] == '4',
+           "delete prev_kvs in key order");
+        ok(tr->responses[3].u.range.count == 4, "range after: 1, 2, 5, 6");
+    }
+}
+
+
+/* failures on the path taken: nothing written, no revision */
+static void
+test_txn_failures(void)
+{
+    res_t           r;
+    int64_t         rev;
+    bl_txn_req_t   *t, *n1;
+    bl_put_req_t   *pq;
+    bl_range_req_t *rq;
+    bl_range_res_t *rr;
+
+    put("t/f/e", "exists");
+    rev = current_rev();
+
+#define FAILS(want, what)                                                     \
+    do {                                                                      \
+        r = txn_run(t);                                                       \
+        ok(r.called == 1 && r.st == want, "%s: %s", what,                     \
+           bl_storage_status_text(r.st));                                     \
+        is_int(current_rev(), rev, "%s: no revision", what);                  \
+    } while (0)
+
+    t = txn_new();
+    op_put(t, 0, "t/f/1", "x");
+    op_put(t, 0, "t/f/2", "x")->lease = 999;
+    FAILS(BL_ST_LEASE_NOT_FOUND, "unknown lease");
+
+    t = txn_new();
+    op_put(t, 0, "t/f/1", "x");
+    op_put(t, 0, "t/f/absent", "")->ignore_value = 1;
+    FAILS(BL_ST_KEY_NOT_FOUND, "ignore_value on an absent key");
+
+    t = txn_new();
+    op_put(t, 0, "t/f/1", "x");
+    op_put(t, 0, "t/f/absent", "x")->ignore_lease = 1;
+    FAILS(BL_ST_KEY_NOT_FOUND, "ignore_lease on an absent key");
+
+    t = txn_new();
+    pq = op_put(t, 0, "t/f/absent", "");
+    pq->ignore_value = 1;
+    pq->lease = 999;
+    FAILS(BL_ST_KEY_NOT_FOUND, "unknown lease and ignore_value on an "
+          "absent key: ignore_* first (etcd's checkRequestPut)");
+
+    t = txn_new();
+    op_put(t, 0, "t/f/new", "x");
+    op_put(t, 0, "t/f/new", "")->ignore_value = 1;
+    FAILS(BL_ST_KEY_NOT_FOUND, "ignore_value on a key absent before the "
+          "txn (etcd checks the state before it)");
+
+    t = txn_new();
+    op_del(t, 0, S("t/f/e"), S(""), 0);
+    op_put(t, 0, "t/f/e", "")->ignore_value = 1;
+    FAILS(BL_ST_KEY_NOT_FOUND, "ignore_value on a key an earlier op "
+          "deleted");
+
+    t = txn_new();
+    op_put(t, 0, "t/f/1", "x");
+    rq = op_range(t, 0, S("t/f/e"), S(""));
+    rq->revision = rev + 1;
+    FAILS(BL_ST_FUTURE_REV, "range at a future revision");
+
+    t = txn_new();
+    rq = op_range(t, 0, S("t/f/e"), S(""));
+    rq->revision = rev + 1;
+    op_put(t, 0, "t/f/2", "x")->lease = 999;
+    FAILS(BL_ST_LEASE_NOT_FOUND, "puts are checked before ranges");
+
+    t = txn_new();
+    rq = op_range(t, 0, S("t/f/e"), S(""));
+    rq->revision = rev + 5;
+    FAILS(BL_ST_FUTURE_REV, "read-only txn at a future revision");
+
+    t = txn_new();
+    n1 = txn_new();
+    op_put(t, 0, "t/f/1", "x");
+    cmp_add(n1, BL_CMP_VERSION, BL_CMP_GREATER, S("t/f/e"), S(""), 0, S(""));
+    op_put(n1, 0, "t/f/3", "x")->lease = 999;
+    op_txn(t, 0, n1);
+    FAILS(BL_ST_LEASE_NOT_FOUND, "in a nested branch taken");
+
+    rr = range_ok(range_full(S("t/f/"), S("t/f0"), 0, 0, 0, 0), "t/f/");
+    if (rr) {
+        ok(rr->count == 1 && rr->kvs[0].value.len == 6,
+           "nothing of them written, t/f/e still there");
+    }
+
+    /* what is in the branch not taken is not checked */
+    t = txn_new();
+    cmp_add(t, BL_CMP_VERSION, BL_CMP_GREATER, S("t/f/e"), S(""), 0, S(""));
+    op_put(t, 0, "t/f/ok", "x");
+    op_put(t, 1, "t/f/2", "x")->lease = 999;
+    rq = op_range(t, 1, S("t/f/e"), S(""));
+    rq->revision = rev + 100;
+    r = txn_run(t);
+    ok(r.called == 1 && r.st == BL_ST_OK
+       && ((bl_txn_res_t *) r.result)->succeeded,
+       "invalid ops in the branch not taken are ignored");
+
+    /* ignore_value/ignore_lease on a key that exists keep them */
+    admin_sql("INSERT INTO ballast_lease VALUES (556, 60, now())");
+    t = txn_new();
+    op_put(t, 0, "t/f/e", "x")->lease = 556;
+    (void) txn_ok(txn_run(t), "put with a lease");
+    t = txn_new();
+    pq = op_put(t, 0, "t/f/e", "");
+    pq->ignore_value = 1;
+    pq->ignore_lease = 1;
+    r = txn_run(t);
+    rr = range_ok(range_full(S("t/f/e"), S(""), 0, 0, 0, 0), "ignore_*");
+    if (txn_ok(r, "ignore_*") && rr && rr->nkvs == 1) {
+        ok(rr->kvs[0].value.len == 1 && rr->kvs[0].value.data[0] == 'x'
+           && rr->kvs[0].lease == 556,
+           "ignore_value + ignore_lease in a txn keep both");
+    }
+}
+
+
+/* a txn of 10 compares and 20 ops, one of them a nested txn: one
+ * statement, one round trip; and each simple kind */
+static void
+test_round_trips(void)
+{
+    int             i;
+    char           *k;
+    res_t           r;
+    bl_txn_req_t   *t, *n1;
+    bl_txn_res_t   *tr;
+
+    t = txn_new();
+    n1 = txn_new();
+
+    for (i = 0; i < 10; i++) {
+        k = bl_pnalloc(pool, 16);
+        snprintf(k, 16, "t/rt/%02d", i);
+        cmp_add(t, i % 2 ? BL_CMP_MOD : BL_CMP_VERSION, BL_CMP_EQUAL, S(k),
+                S(""), 0, S(""));
+    }
+
+    for (i = 0; i < 19; i++) {
+        k = bl_pnalloc(pool, 16);
+        snprintf(k, 16, "t/rt/%02d", i);
+
+        switch (i % 3) {
+        case 0:
+            op_put(t, 0, k, "v");
+            break;
+        case 1:
+            op_range(t, 0, S("t/rt/"), S("t/rt0"));
+            break;
+        default:
+            op_del(t, 0, S(k), S(""), 1);
+        }
+    }
+
+    cmp_add(n1, BL_CMP_VERSION, BL_CMP_EQUAL, S("t/rt/00"), S(""), 0, S(""));
+    op_put(n1, 0, "t/rt/nested", "v");
+    op_range(n1, 1, S("t/rt/"), S("t/rt0"));
+    op_txn(t, 0, n1);
+
+    r = txn_run(t);
+    tr = txn_ok(r, "10 compares, 20 ops");
+    if (tr) {
+        ok(tr->succeeded && tr->nresponses == 20
+           && tr->responses[19].u.txn->succeeded,
+           "all compares held, 20 responses");
+        is_int(RT(r), 1, "txn of 10 compares and 20 ops (one nested): "
+               "1 round trip");
+        is_int(STMTS(r), 1, "and 1 statement");
+    }
+
+    r = range_full(S("t/rt/"), S("t/rt0"), 0, 0, 0, 0);
+    is_int(RT(r), 1, "range: 1 round trip");
+    is_int(STMTS(r), 1, "range: 1 statement");
+    r = put("t/rt/x", "x");
+    is_int(RT(r), 1, "put: 1 round trip");
+    is_int(STMTS(r), 1, "put: 1 statement");
+    r = del_full(S("t/rt/"), S("t/rt0"), 1);
+    is_int(RT(r), 1, "delete: 1 round trip");
+    is_int(STMTS(r), 1, "delete: 1 statement");
+}
+
+
+#define NCAS  50
+
+/* If(mod(k) == r) Then Put: exactly one winner among 50 at once (one
+ * group commit), and none against a writer on another connection that
+ * got there first */
+static void
+test_cas(void)
+{
+    int             i, wins, losses, good;
+    char            vals[NCAS][16], sql[1024];
+    res_t           r[NCAS];
+    int64_t         rev, winner;
+    bl_txn_req_t   *t[NCAS];
+    bl_txn_res_t   *tr;
+    bl_range_res_t *rr;
+
+    rev = put_rev(put("t/cas", "start"));
+
+    for (i = 0; i < NCAS; i++) {
+        snprintf(vals[i], sizeof(vals[i]), "w%02d", i);
+        t[i] = txn_new();
+        cmp_add(t[i], BL_CMP_MOD, BL_CMP_EQUAL, S("t/cas"), S(""), rev,
+                S(""));
+        op_put(t[i], 0, "t/cas", vals[i]);
+        op_range(t[i], 1, S("t/cas"), S(""));
+        (void) txn_post(t[i], &r[i]);
+    }
+    wait_answers(r, NCAS, 10000);
+
+    wins = 0;
+    losses = 0;
+    winner = -1;
+    for (i = 0; i < NCAS; i++) {
+        tr = r[i].result;
+        if (r[i].called != 1 || r[i].st != BL_ST_OK || tr == NULL) {
+            continue;
+        }
+        if (tr->succeeded) {
+            wins++;
+            winner = i;
+        } else if (tr->nresponses == 1
+                   && tr->responses[0].u.range.nkvs == 1
+                   && tr->responses[0].u.range.kvs[0].mod_revision
+                      == rev + 1)
+        {
+            losses++;
+        }
+    }
+    is_int(wins, 1, "%d CAS txns at once: exactly one winner", NCAS);
+    is_int(losses, NCAS - 1, "the others see the winner's write");
+    is_int(current_rev(), rev + 1, "one revision taken");
+    rr = range_ok(range_full(S("t/cas"), S(""), 0, 0, 0, 0), "cas");
+    if (rr && winner >= 0) {
+        is_mem(rr->kvs[0].value.data, rr->kvs[0].value.len, vals[winner], 3,
+               "the winner's value");
+    }
+
+    /*
+     * Another writer holds the revision lock and wins: ours wait for the
+     * lock, then must see its write (READ COMMITTED, compares after the
+     * lock) and all fail.
+     */
+    rev = current_rev();
+    admin_sql("BEGIN");
+    admin_sql("SELECT revision FROM ballast_meta WHERE id = 1 FOR UPDATE");
+
+    for (i = 0; i < 10; i++) {
+        t[i] = txn_new();
+        cmp_add(t[i], BL_CMP_MOD, BL_CMP_EQUAL, S("t/cas"), S(""), rev,
+                S(""));
+        op_put(t[i], 0, "t/cas", vals[i]);
+        (void) txn_post(t[i], &r[i]);
+    }
+    run_for(200);
+
+    snprintf(sql, sizeof(sql),
+             "SELECT count(*) FROM ballast_txn('{{1,1,1,1,2,0}}',"
+             " '{{2,0,0}}', '{%" PRId64 "}', '{t/cas}', '{NULL}', '{\"\"}',"
+             " '{{1,0,0,0}}', '{{0,0,0}}', '{t/cas}', '{NULL}', '{other}')",
+             rev);
+    is_int(admin_int(sql), 3, "the other connection's CAS ran (3 rows)");
+    admin_sql("COMMIT");
+
+    wait_answers(r, 10, 10000);
+    good = 0;
+    for (i = 0; i < 10; i++) {
+        tr = r[i].result;
+        good += (r[i].called == 1 && r[i].st == BL_ST_OK && tr != NULL
+                 && !tr->succeeded && tr->header_revision == rev + 1);
+    }
+    is_int(good, 10, "all 10 waiting CAS txns lose to it");
+    rr = range_ok(range_full(S("t/cas"), S(""), 0, 0, 0, 0), "cas 2");
+    if (rr) {
+        is_mem(rr->kvs[0].value.data, rr->kvs[0].value.len, "other", 5,
+               "its value stands");
+    }
+}
+
+
+/* a range's answer as text, to compare answers before and after */
+static char *
+describe(res_t r)
+{
+    size_t           i, n;
+    char            *s;
+    FILE            *f;
+    bl_kv_t         *kv;
+    bl_range_res_t  *rr;
+
+    s = NULL;
+    n = 0;
+    f = open_memstream(&s, &n);
+    rr = r.result;
+
+    if (r.called != 1 || r.st != BL_ST_OK || rr == NULL) {
+        fprintf(f, "error %d %s", r.called, bl_storage_status_text(r.st));
+
+    } else {
+        fprintf(f, "count %" PRId64 " more %d:", rr->count, (int) rr->more);
+        for (i = 0; i < rr->nkvs; i++) {
+            kv = &rr->kvs[i];
+            fprintf(f, " [%.*s c%" PRId64 " m%" PRId64 " v%" PRId64 " l%"
+                    PRId64 " %.*s]", (int) kv->key.len, kv->key.data,
+                    kv->create_revision, kv->mod_revision, kv->version,
+                    kv->lease, (int) kv->value.len, kv->value.data);
+        }
+    }
+
+    fclose(f);
+    return s;
+}
+
+
+#define NFORMS  4
+
+static char *
+snapshot(int64_t rev, int form)
+{
+    switch (form) {
+    case 0:
+        return describe(range_full(S("c/"), S("c0"), 0, rev, 0, 0));
+    case 1:
+        return describe(range_full(S("c/2"), S(""), 0, rev, 0, 0));
+    case 2:
+        return describe(range_full(S("c/3"), B("\0", 1), 3, rev, 0, 0));
+    default:
+        return describe(range_full(S("c/"), S("c0"), 2, rev, 1, 0));
+    }
+}
+
+
+/* compaction's promise, checked in SQL: nothing superseded at or below
+ * c is left, no tombstone at or below c, and every prev_rev above c still
+ * finds its row (prev_kv for watchers) */
+static void
+check_compacted(int64_t c, const char *what)
+{
+    char  sql[512];
+
+    snprintf(sql, sizeof(sql),
+             "SELECT count(*) FROM ballast_log l WHERE l.rev < %" PRId64
+             " AND EXISTS (SELECT 1 FROM ballast_log n WHERE n.key = l.key"
+             " AND n.rev > l.rev AND n.rev <= %" PRId64 ")", c, c);
+    is_int(admin_int(sql), 0, "%s: no superseded version left", what);
+    snprintf(sql, sizeof(sql),
+             "SELECT count(*) FROM ballast_log WHERE kind = 1"
+             " AND rev <= %" PRId64, c);
+    is_int(admin_int(sql), 0, "%s: no tombstone left at or below it", what);
+    snprintf(sql, sizeof(sql),
+             "SELECT count(*) FROM ballast_log l WHERE l.rev > %" PRId64
+             " AND l.prev_rev > 0 AND NOT EXISTS (SELECT 1 FROM ballast_log p"
+             " WHERE p.key = l.key AND p.rev = l.prev_rev)", c);
+    is_int(admin_int(sql), 0, "%s: every prev_rev above it is there", what);
+}
+
+
+/* rows that compaction to c must keep: the latest live one at or below c
+ * of each key, and everything above c */
+static int64_t
+kept_rows(int64_t c)
+{
+    char  sql[512];
+
+    snprintf(sql, sizeof(sql),
+             "SELECT (SELECT count(*) FROM (SELECT DISTINCT ON (key) kind"
+             " FROM ballast_log WHERE rev <= %" PRId64
+             " ORDER BY key, rev DESC, sub DESC) h WHERE kind = 0)"
+             " + (SELECT count(*) FROM ballast_log WHERE rev > %" PRId64 ")",
+             c, c);
+    return admin_int(sql);
+}
+
+
+static int
+wait_finished(int64_t c, int64_t msec)
+{
+    int64_t  waited;
+
+    for (waited = 0; waited < msec; waited += 20) {
+        if (admin_int("SELECT finished FROM ballast_compaction") >= c) {
+            return 1;
+        }
+        run_for(20);
+    }
+
+    return 0;
+}
+
+
+#define NHIST  60
+
+static void
+test_compact(void)
+{
+    int               i, form, same, checked;
+    char             *before[NHIST + 8][NFORMS], *now, keys[8], val[16];
+    res_t             r;
+    int64_t           start, end, rev, c1, c2, kept;
+    bl_txn_req_t     *t;
+    bl_compact_res_t *cr;
+
+    /* a history: puts, deletes, range deletes and txns over c/0..c/4 */
+    start = current_rev();
+    for (i = 1; i <= NHIST; i++) {
+        snprintf(keys, sizeof(keys), "c/%d", i % 5);
+        snprintf(val, sizeof(val), "v%d", i);
+
+        if (i % 7 == 0) {
+            snprintf(keys, sizeof(keys), "c/%d", (i + 2) % 5);
+            del_full(S(keys), S(""), 0);
+
+        } else if (i % 11 == 0) {
+            del_full(S("c/1"), S("c/3"), 0);
+
+        } else if (i % 13 == 0) {
+            t = txn_new();
+            op_put(t, 0, "c/x", val);
+            op_del(t, 0, S("c/0"), S(""), 0);
+            op_put(t, 0, "c/0", val);
+            (void) txn_run(t);
+
+        } else {
+            put_full(S(keys), S(val), 0, 0, 0, 0);
+        }
+    }
+    end = current_rev();
+    ok(end - start > NHIST / 2, "a history of %" PRId64 " revisions",
+       end - start);
+
+    for (rev = start; rev <= end; rev++) {
+        for (form = 0; form < NFORMS; form++) {
+            before[rev - start][form] = snapshot(rev, form);
+        }
+    }
+
+    /* errors */
+    r = compact_run(end + 1, 0);
+    ok(r.called == 1 && r.st == BL_ST_FUTURE_REV, "compact above the "
+       "current revision: %s", bl_storage_status_text(r.st));
+
+    c1 = start + (end - start) / 3;
+    kept = kept_rows(c1);
+    r = compact_run(c1, 0);
+    cr = r.result;
+    ok(r.called == 1 && r.st == BL_ST_OK && cr != NULL
+       && cr->header_revision == end,
+       "compact to %" PRId64 ": ok, header is the current revision", c1);
+    is_int(RT(r), 1, "compact: 1 round trip");
+    is_int(STMTS(r), 1, "compact: 1 statement");
+    is_int(current_rev(), end, "compact takes no revision");
+
+    r = compact_run(c1, 0);
+    ok(r.called == 1 && r.st == BL_ST_COMPACTED, "the same again: %s",
+       bl_storage_status_text(r.st));
+    r = compact_run(c1 - 1, 0);
+    ok(r.called == 1 && r.st == BL_ST_COMPACTED, "below it: %s",
+       bl_storage_status_text(r.st));
+
+    r = range_full(S("c/"), S("c0"), 0, c1 - 1, 0, 0);
+    ok(r.called == 1 && r.st == BL_ST_COMPACTED, "range below it: %s",
+       bl_storage_status_text(r.st));
+    t = txn_new();
+    op_range(t, 0, S("c/"), S("c0"))->revision = c1 - 1;
+    r = txn_run(t);
+    ok(r.called == 1 && r.st == BL_ST_COMPACTED, "txn range below it: %s",
+       bl_storage_status_text(r.st));
+    t = txn_new();
+    op_range(t, 0, S("c/"), S("c0"))->revision = -1;
+    r = txn_run(t);
+    ok(r.called == 1 && r.st == BL_ST_COMPACTED, "txn range at a negative "
+       "revision: %s (etcd 3.4's checkRequestRange)",
+       bl_storage_status_text(r.st));
+
+    ok(wait_finished(c1, 10000), "the deletion finished");
+    is_int(kept_rows(c1), kept, "what it keeps is all that is left (%"
+           PRId64 " rows)", kept);
+    check_compacted(c1, "compact to c1");
+
+    same = 0;
+    checked = 0;
+    for (rev = c1; rev <= end; rev++) {
+        for (form = 0; form < NFORMS; form++) {
+            now = snapshot(rev, form);
+            checked++;
+            if (strcmp(now, before[rev - start][form]) == 0) {
+                same++;
+            } else {
+                printf("# at %" PRId64 " form %d:\n#  before %s\n#  after  "
+                       "%s\n", rev, form, before[rev - start][form], now);
+            }
+            free(now);
+        }
+    }
+    is_int(same, checked, "%d ranges at every revision from %" PRId64
+           " to %" PRId64 ": the same answers as before", checked, c1, end);
+
+    /* physical: answered once the deletion is done */
+    c2 = end - 5;
+    r = compact_run(c2, 1);
+    ok(r.called == 1 && r.st == BL_ST_OK, "physical compact to %" PRId64,
+       c2);
+    is_int(admin_int("SELECT finished FROM ballast_compaction"), c2,
+           "physical: answered after the deletion finished");
+    check_compacted(c2, "physical compact");
+
+    same = 0;
+    checked = 0;
+    for (rev = c2; rev <= end; rev++) {
+        for (form = 0; form < NFORMS; form++) {
+            now = snapshot(rev, form);
+            checked++;
+            same += (strcmp(now, before[rev - start][form]) == 0);
+            free(now);
+        }
+    }
+    is_int(same, checked, "%d ranges from %" PRId64 " on: the same",
+           checked, c2);
+
+    r = compact_run(end, 0);
+    ok(r.called == 1 && r.st == BL_ST_OK, "compact to the current "
+       "revision is allowed");
+    ok(wait_finished(end, 10000), "and done");
+
+    for (rev = start; rev <= end; rev++) {
+        for (form = 0; form < NFORMS; form++) {
+            free(before[rev - start][form]);
+        }
+    }
+}
+
+
+/* a long history: bounded steps, writers keep going meanwhile */
+static void
+test_compact_big(void)
+{
+    int                    n;
+    res_t                  r, p;
+    double                 t0, lat, max_lat;
+    int64_t                rev;
+    bl_pg_compact_stats_t  before;
+    bl_storage_status_e    st;
+
+    t0 = ev_time();
+    admin_sql("SELECT count(ballast_put(('c/big/' || (i % 10))::bytea,"
+              " repeat('x', 100)::bytea, 0, 0))"
+              " FROM generate_series(1, 20000) i");
+    ev_now_update(bl_loop);
+    printf("# 20000 puts through ballast_put in %.0f ms\n",
+           (ev_time() - t0) * 1000.0);
+
+    rev = current_rev();
+    before = bl_pg_compact_stats;
+
+    memset(&r, 0, sizeof(r));
+    st = bl_storage_compact(pool, rev, 1, done_handler, &r, NULL);
+    ok(st == BL_ST_OK, "physical compaction of 20000 revisions started");
+
+    /* puts meanwhile, one after the other */
+    n = 0;
+    max_lat = 0;
+    while (r.called == 0 && n < 100000) {
+        t0 = ev_time();
+        p = put("c/during", "x");
+        lat = ev_time() - t0;
+        max_lat = bl_max(max_lat, lat);
+        n += (put_rev(p) > 0);
+    }
+
+    ok(r.called == 1 && r.st == BL_ST_OK, "compaction answered");
+    printf("# compaction: %" PRIu64 " rows deleted in %" PRIu64 " steps "
+           "(at most %d log rows read each), %.1f ms a step on average, "
+           "%" PRId64 " ms at most\n",
+           bl_pg_compact_stats.deleted - before.deleted,
+           bl_pg_compact_stats.steps - before.steps,
+           BL_PG_COMPACT_STEP_ROWS,
+           (double) (bl_pg_compact_stats.msec - before.msec)
+               / (double) bl_max(1, bl_pg_compact_stats.steps - before.steps),
+           bl_pg_compact_stats.max_msec);
+    printf("# %d puts meanwhile, the slowest took %.1f ms\n", n,
+           max_lat * 1000.0);
+    ok(bl_pg_compact_stats.steps - before.steps >= 19,
+       "in bounded steps (%" PRIu64 ")",
+       bl_pg_compact_stats.steps - before.steps);
+    ok(bl_pg_compact_stats.max_rows <= 2 * BL_PG_COMPACT_STEP_ROWS,
+       "none deleted more than %d rows (%" PRIu64 ")",
+       2 * BL_PG_COMPACT_STEP_ROWS, bl_pg_compact_stats.max_rows);
+    ok(n > 0, "writers were served meanwhile");
+    is_int(admin_int("SELECT count(*) FROM ballast_log"
+                     " WHERE key >= 'c/big/' AND key < 'c/big0'"), 10,
+           "one version of each of the 10 keys left");
+    check_compacted(rev, "20000 revisions");
+}
+
+
+/* another process holds the compaction; a crash left one half done */
+static void
+test_compact_resume(void)
+{
+    res_t                r;
+    int64_t              rev, cursor;
+    bl_storage_status_e  st;
+
+    /* someone else is at it: a physical compaction waits for them */
+    admin_sql("SELECT count(ballast_put(('c/lock/' || (i % 3))::bytea,"
+              " 'x', 0, 0)) FROM generate_series(1, 3000) i");
+    rev = current_rev();
+    admin_sql("SELECT pg_advisory_lock(7089066501205095425)");
+
+    memset(&r, 0, sizeof(r));
+    st = bl_storage_compact(pool, rev, 1, done_handler, &r, NULL);
+    run_for(1500);
+    ok(st == BL_ST_OK && r.called == 0,
+       "physical compaction waits while another process holds the lock");
+    ok(admin_int("SELECT finished FROM ballast_compaction") < rev,
+       "nothing done meanwhile");
+    admin_sql("SELECT pg_advisory_unlock(7089066501205095425)");
+    run_until(&r.called, 1, 10000);
+    ok(r.called == 1 && r.st == BL_ST_OK,
+       "answered once it is free and the deletion done");
+    check_compacted(rev, "after waiting");
+
+    /* a waiting physical compaction cancelled: never answered */
+    {
+        int               never;
+        bl_pool_t        *p;
+        bl_storage_op_t  *op;
+
+        never = 0;
+        put("c/lock/0", "y");
+        rev = current_rev();
+        admin_sql("SELECT pg_advisory_lock(7089066501205095425)");
+        p = bl_pool_create(1024);
+        st = bl_storage_compact(p, rev, 1, never_handler, &never, &op);
+        run_for(300);
+        ok(st == BL_ST_OK && op->held, "a physical compaction held");
+        bl_storage_cancel(op);
+        bl_pool_destroy(p);
+        admin_sql("SELECT pg_advisory_unlock(7089066501205095425)");
+        ok(wait_finished(rev, 5000), "its deletion still finishes");
+        run_for(50);
+        is_int(never, 0, "and the cancelled one is never answered");
+    }
+
+    /*
+     * A crash halfway: the compact revision recorded, one step of the
+     * deletion done (by SQL, as the dead process left it), then a pool
+     * comes up and finishes it.
+     */
+    bl_pg_done();
+
+    admin_sql("SELECT count(ballast_put(('c/crash/' || (i % 7))::bytea,"
+              " 'x', 0, 0)) FROM generate_series(1, 5000) i");
+    rev = current_rev();
+    admin_sql("UPDATE ballast_meta SET compact_revision = revision");
+    admin_sql("SELECT ballast_compact_step(1000)");
+    cursor = admin_int("SELECT cursor_rev FROM ballast_compaction");
+    ok(admin_int("SELECT finished FROM ballast_compaction") < rev
+       && cursor > 0, "left halfway (cursor at %" PRId64 ", scheduled %"
+       PRId64 ")", cursor, rev);
+
+    start_pool(5000);
+    ok(wait_available(5000), "pool up again");
+    ok(wait_finished(rev, 20000), "it finished the compaction");
+    check_compacted(rev, "resumed");
+    r = range_full(S("c/crash/"), S("c/crash0"), 0, rev, 0, 0);
+    ok(r.called == 1 && r.st == BL_ST_OK
+       && ((bl_range_res_t *) r.result)->count == 7,
+       "reads at the compact revision work");
+}
+
+
 int
 main(void)
 {
@@ -929,6 +2548,16 @@ main(void)
 
     test_basics();
     test_ranges();
+    test_delete();
+    test_txn_compares();
+    test_txn_ops();
+    test_txn_failures();
+    test_round_trips();
+    test_cas();
+    test_compact();
+    test_compact_big();
+    test_compact_resume();
+    test_delete_all();
     test_group_commit();
     test_batch_failure();
     test_cancel();
