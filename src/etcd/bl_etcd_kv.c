@@ -180,7 +180,9 @@ bl_etcd_range_prepare(const bl_range_pb_t *r, bl_range_req_t *req)
     req->range_end.len = r->range_end.len;
     req->revision = r->revision;
     req->count_only = r->count_only;
-    req->keys_only = r->keys_only;
+    /* sorting by value needs the values; the response drops them */
+    req->keys_only = r->keys_only
+        && r->sort_target != ETCDSERVERPB__RANGE_REQUEST__SORT_TARGET__VALUE;
 
     /*
      * Sorting or filtering needs every match, the limit is applied after.

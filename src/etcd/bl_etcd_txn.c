@@ -246,13 +246,16 @@ bl_txn_check_intervals(bl_pool_t *pool, bl_reqop_pb_t **ops, size_t n,
         }
         for (j = 0; j < els.nputs; j++) {
             /* both branches may put a key: only one of them runs */
-            if ((bl_keys_has_put(out, &els.puts[j])
-                 && !bl_keys_has_put(&then, &els.puts[j]))
-                || bl_keys_deleted(out, &els.puts[j]))
-            {
+            if (bl_keys_has_put(out, &els.puts[j])) {
+                if (!bl_keys_has_put(&then, &els.puts[j])) {
+                    return BL_DECLINED;
+                }
+            } else {
+                out->puts[out->nputs++] = els.puts[j];   /* a set */
+            }
+            if (bl_keys_deleted(out, &els.puts[j])) {
                 return BL_DECLINED;
             }
-            out->puts[out->nputs++] = els.puts[j];
         }
         for (j = 0; j < then.ndels; j++) {
             if (bl_ival_overlaps(&all, &then.dels[j])) {
@@ -350,23 +353,46 @@ bl_txn_convert(bl_pool_t *pool, const bl_txn_pb_t *t, bl_txn_req_t *req)
         rc->key.len = c->key.len;
         rc->range_end.data = c->range_end.data;
         rc->range_end.len = c->range_end.len;
-        /* a missing union field compares as 0 or as empty bytes */
-        switch (c->target_union_case) {
-        case ETCDSERVERPB__COMPARE__TARGET_UNION_VERSION:
-            rc->number = c->version;
+        /*
+         * As etcd's compareKV: the union field counts only if it is the
+         * target's own; otherwise the compare is against 0 or empty bytes.
+         */
+        switch (c->target) {
+        case ETCDSERVERPB__COMPARE__COMPARE_TARGET__VERSION:
+            if (c->target_union_case
+                == ETCDSERVERPB__COMPARE__TARGET_UNION_VERSION)
+            {
+                rc->number = c->version;
+            }
             break;
-        case ETCDSERVERPB__COMPARE__TARGET_UNION_CREATE_REVISION:
-            rc->number = c->create_revision;
+        case ETCDSERVERPB__COMPARE__COMPARE_TARGET__CREATE:
+            if (c->target_union_case
+                == ETCDSERVERPB__COMPARE__TARGET_UNION_CREATE_REVISION)
+            {
+                rc->number = c->create_revision;
+            }
             break;
-        case ETCDSERVERPB__COMPARE__TARGET_UNION_MOD_REVISION:
-            rc->number = c->mod_revision;
+        case ETCDSERVERPB__COMPARE__COMPARE_TARGET__MOD:
+            if (c->target_union_case
+                == ETCDSERVERPB__COMPARE__TARGET_UNION_MOD_REVISION)
+            {
+                rc->number = c->mod_revision;
+            }
             break;
-        case ETCDSERVERPB__COMPARE__TARGET_UNION_LEASE:
-            rc->number = c->lease;
+        case ETCDSERVERPB__COMPARE__COMPARE_TARGET__LEASE:
+            if (c->target_union_case
+                == ETCDSERVERPB__COMPARE__TARGET_UNION_LEASE)
+            {
+                rc->number = c->lease;
+            }
             break;
-        case ETCDSERVERPB__COMPARE__TARGET_UNION_VALUE:
-            rc->value.data = c->value.data;
-            rc->value.len = c->value.len;
+        case ETCDSERVERPB__COMPARE__COMPARE_TARGET__VALUE:
+            if (c->target_union_case
+                == ETCDSERVERPB__COMPARE__TARGET_UNION_VALUE)
+            {
+                rc->value.data = c->value.data;
+                rc->value.len = c->value.len;
+            }
             break;
         default:
             break;

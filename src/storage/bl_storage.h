@@ -26,6 +26,7 @@ typedef enum {
     BL_ST_FUTURE_REV,         /* revision above the current one */
     BL_ST_KEY_NOT_FOUND,      /* ignore_value/ignore_lease on absent key */
     BL_ST_LEASE_NOT_FOUND,
+    BL_ST_LEASE_EXISTS,       /* grant with an id already in use */
     BL_ST_TOO_MANY_REQUESTS,  /* the worker's queue is full */
     BL_ST_INTERNAL            /* a bug or an unexpected answer (logged) */
 } bl_storage_status_e;
@@ -191,10 +192,32 @@ typedef struct {
     bl_str_t   range_end;         /* as in bl_range_req_t */
 } bl_log_req_t;
 
+/* leases: deadlines live in the database and run on its clock */
+typedef struct {
+    int64_t    header_revision;   /* the current revision */
+    int64_t    id;
+    int64_t    ttl;               /* granted TTL, seconds */
+    int64_t    remaining;         /* seconds left, truncated (TimeToLive) */
+    bl_str_t  *keys;              /* attached keys, when asked */
+    size_t     nkeys;
+} bl_lease_res_t;
+
+typedef struct {
+    int64_t    header_revision;
+    int64_t   *ids;
+    size_t     nids;
+} bl_lease_list_res_t;
+
+typedef struct {
+    int64_t    revoked;           /* leases expired by this call */
+    int64_t    more;              /* 1 if more were due than handled */
+} bl_lease_expire_res_t;
+
 typedef struct bl_storage_op_s bl_storage_op_t;
 
 /* result: bl_range_res_t *, bl_put_res_t *, bl_delete_res_t *,
- * bl_txn_res_t *, bl_compact_res_t * or bl_log_res_t *;
+ * bl_txn_res_t *, bl_compact_res_t *, bl_log_res_t *, bl_lease_res_t *,
+ * bl_lease_list_res_t * or bl_lease_expire_res_t *;
  * NULL unless BL_ST_OK (bl_log_res_t also with BL_ST_COMPACTED) */
 typedef void (*bl_storage_handler_pt)(void *data, bl_storage_status_e st,
     void *result);
@@ -240,6 +263,38 @@ bl_storage_status_e bl_storage_log_read(bl_pool_t *pool,
  */
 bl_int_t bl_storage_listen(void (*on_commit)(void *data, int64_t revision),
     void *data);
+
+/*
+ * Grant: id 0 lets the store choose a positive id; an id in use ->
+ * BL_ST_LEASE_EXISTS.  ttl is already etcd's effective TTL (the caller
+ * applies the minimum and maximum).  Takes no revision.
+ */
+bl_storage_status_e bl_storage_lease_grant(bl_pool_t *pool, int64_t id,
+    int64_t ttl, bl_storage_handler_pt handler, void *data,
+    bl_storage_op_t **op);
+/* Revoke: every attached key deleted in one revision (key order), then
+ * the lease; unknown -> BL_ST_LEASE_NOT_FOUND.  header_revision: after */
+bl_storage_status_e bl_storage_lease_revoke(bl_pool_t *pool, int64_t id,
+    bl_storage_handler_pt handler, void *data, bl_storage_op_t **op);
+/* KeepAlive: the deadline moves to now + TTL; unknown or expired ->
+ * BL_ST_LEASE_NOT_FOUND.  Keepalives of one worker share round trips. */
+bl_storage_status_e bl_storage_lease_keepalive(bl_pool_t *pool, int64_t id,
+    bl_storage_handler_pt handler, void *data, bl_storage_op_t **op);
+/* TimeToLive: remaining and granted TTL, the keys if asked; unknown ->
+ * BL_ST_LEASE_NOT_FOUND */
+bl_storage_status_e bl_storage_lease_ttl(bl_pool_t *pool, int64_t id,
+    int keys, bl_storage_handler_pt handler, void *data,
+    bl_storage_op_t **op);
+/* Leases: every live lease id */
+bl_storage_status_e bl_storage_lease_list(bl_pool_t *pool,
+    bl_storage_handler_pt handler, void *data, bl_storage_op_t **op);
+/*
+ * Expire up to `max` leases whose deadline passed, each revoked as by
+ * bl_storage_lease_revoke (its own revision).  Safe to run on every node
+ * at once: a lease is taken by one of them only (row locks, SKIP LOCKED).
+ */
+bl_storage_status_e bl_storage_lease_expire(bl_pool_t *pool, int64_t max,
+    bl_storage_handler_pt handler, void *data, bl_storage_op_t **op);
 
 void bl_storage_cancel(bl_storage_op_t *op);
 
