@@ -12,6 +12,7 @@ extern bl_module_t  bl_storage_module;
 extern bl_module_t  bl_grpc_module;
 extern bl_module_t  bl_etcd_module;
 extern bl_module_t  bl_watch_module;
+extern bl_module_t  bl_etcd_compactor_module;
 
 bl_module_t  *bl_modules[] = {
     &bl_core_module,
@@ -19,5 +20,6 @@ bl_module_t  *bl_modules[] = {
     &bl_grpc_module,
     &bl_watch_module,
     &bl_etcd_module,
+    &bl_etcd_compactor_module,
     NULL
 };

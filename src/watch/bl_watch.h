@@ -72,6 +72,9 @@ void bl_watch_resume(bl_watch_t *w);
 int64_t bl_watch_revision(void);
 /* the store's compact revision as last seen */
 int64_t bl_watch_compact_revision(void);
+/* the store's revision as the ring last saw it, in any process (0 before
+ * the watcher first read the store) */
+int64_t bl_watch_store_revision(void);
 
 /* 1 when the subscription has been delivered everything up to
  * bl_watch_revision() (progress may then be reported) */

@@ -119,6 +119,12 @@ bl_watch_compact_revision(void)
     return bl_watch_ring ? atomic_load(&bl_watch_ring->compact_rev) : 0;
 }
 
+int64_t
+bl_watch_store_revision(void)
+{
+    return bl_watch_ring ? atomic_load(&bl_watch_ring->head_rev) : 0;
+}
+
 int
 bl_watch_synced(bl_watch_t *w)
 {
