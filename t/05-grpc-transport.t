@@ -3,8 +3,10 @@
 # with Debian's grpc client and a few raw HTTP/2 clients for what grpc
 # will not do: unary, concurrency, many connections, unknown methods,
 # the message size limit, deadlines, cancel, bidi order, flow control,
-# HTTP errors, broken connections, graceful and fast shutdown.
-import os, shutil, signal, socket, struct, subprocess, sys, tempfile
+# HTTP errors, broken connections, graceful and fast shutdown; then the
+# same transport over TLS (ALPN h2 only, what a plaintext or non-h2 client
+# gets, large messages through TLS records).
+import os, shutil, signal, socket, ssl, struct, subprocess, sys, tempfile
 import threading, time
 import grpc
 
@@ -43,13 +45,14 @@ def free_port():
 
 
 class Server:
-    def __init__(self, *args):
+    def __init__(self, *args, env=None):
         self.port = free_port()
         self.log = tempfile.NamedTemporaryFile(prefix="grpc-test-",
                                                suffix=".log", delete=False)
         self.proc = subprocess.Popen(
             [SERVER, str(self.port)] + [str(a) for a in args],
-            stdout=subprocess.DEVNULL, stderr=self.log)
+            stdout=subprocess.DEVNULL, stderr=self.log,
+            env=dict(os.environ, **(env or {})))
         self.target = "127.0.0.1:%d" % self.port
         deadline = time.time() + 10
         while time.time() < deadline:
@@ -136,6 +139,10 @@ def channel(target, **kw):
             ("grpc.enable_retries", 0)]
     if kw.get("own"):
         opts.append(("grpc.use_local_subchannel_pool", 1))
+    if kw.get("ca"):
+        with open(kw["ca"], "rb") as f:
+            creds = grpc.ssl_channel_credentials(root_certificates=f.read())
+        return grpc.secure_channel(target, creds, options=opts)
     return grpc.insecure_channel(target, options=opts)
 
 
@@ -590,6 +597,148 @@ def run_fast(srv):
     ch.close()
 
 
+# TLS: a CA and a server certificate for 127.0.0.1, made with openssl
+
+def make_certs(d):
+    def run(*args):
+        subprocess.run(["openssl"] + list(args), check=True,
+                       capture_output=True, cwd=d, timeout=60)
+    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key",
+        "-out", "ca.crt", "-days", "2", "-subj", "/CN=t05 CA")
+    run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key",
+        "-out", "server.csr", "-subj", "/CN=localhost")
+    with open(os.path.join(d, "server.ext"), "w") as f:
+        f.write("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    run("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey",
+        "ca.key", "-set_serial", "5", "-out", "server.crt", "-days", "2",
+        "-extfile", "server.ext")
+    return {k: os.path.join(d, k + ".crt") if k != "key"
+            else os.path.join(d, "server.key") for k in ("ca", "server", "key")}
+
+
+def tls_connect(port, alpn):
+    """A TLS connection (no verification) offering alpn (None: no ALPN)."""
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    if alpn is not None:
+        ctx.set_alpn_protocols(alpn)
+    sock = socket.create_connection(("127.0.0.1", port), 5)
+    return ctx.wrap_socket(sock)
+
+
+def run_tls_tests(srv, certs):
+    ch = channel(srv.target, ca=certs["ca"])
+    unary = method(ch, "Unary")
+    delayed = method(ch, "Delayed")
+
+    is_(call(unary, echo(b"over TLS")), ("OK", echo(b"over TLS")),
+        "TLS: unary echo")
+
+    futs = [delayed.future(echo(b"call %d" % i, delay=20), timeout=30)
+            for i in range(100)]
+    good = sum(1 for i, f in enumerate(futs)
+               if call(lambda r, timeout: f.result(), None)[1]
+               == echo(b"call %d" % i))
+    is_(good, 100, "TLS: 100 concurrent calls on one connection")
+
+    stream = method(ch, "Stream", "stream_stream")
+    reqs = [echo(b"message %03d" % i) for i in range(100)]
+    try:
+        got = list(stream(iter(reqs), timeout=30))
+    except grpc.RpcError as e:
+        got = [e.code(), e.details()]
+    ok(got == reqs, "TLS: bidi, 100 messages echoed in order", got[:3])
+
+    r = call(unary, echo(size=4 << 20))
+    ok(r[0] == "OK" and data_of(r[1]) == b"x" * (4 << 20),
+       "TLS: a 4 MiB response, many records")
+    serve = method(ch, "Serve", "unary_stream")
+    try:
+        got = list(serve(echo(size=100000, count=50), timeout=30))
+    except grpc.RpcError as e:
+        got = [e.code()]
+    ok(len(got) == 50 and all(data_of(m) == b"x" * 100000 for m in got),
+       "TLS: server streaming, 50 messages of 100000 bytes")
+    n = MAX_RECV - 1 - len(varint(MAX_RECV))
+    is_(call(unary, echo(b"y" * n)), ("OK", echo(b"y" * n)),
+        "TLS: a request of the receive limit")
+
+    chans = [channel(srv.target, own=True, ca=certs["ca"]) for _ in range(10)]
+    res = []
+    threads = [threading.Thread(target=lambda c=c, i=i: res.append(
+        call(method(c, "Unary"), echo(b"%d" % i)) == ("OK", echo(b"%d" % i))))
+        for i, c in enumerate(chans)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    is_(sum(res), 10, "TLS: 10 connections in parallel")
+    for c in chans:
+        c.close()
+
+    # what is refused, and the server serves on
+
+    raw = Raw(srv.port)
+    raw.send(PREFACE + settings())
+    ok(raw.until_eof() is not None, "TLS port: a plaintext HTTP/2 client is "
+       "closed")
+    raw.close()
+
+    raw = Raw(srv.port)
+    raw.send(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+    data = raw.until_eof()
+    ok(data is not None and b"HTTP/1.1 200" not in data,
+       "TLS port: a plaintext HTTP/1.1 request is closed unanswered")
+    raw.close()
+
+    try:
+        s = tls_connect(srv.port, ["http/1.1"])
+        s.close()
+        r = "handshake succeeded"
+    except (ssl.SSLError, OSError) as e:
+        r = str(e)
+    ok("no application protocol" in r.lower() or "alert" in r.lower(),
+       "TLS: ALPN without h2 fails the handshake", r)
+
+    try:
+        s = tls_connect(srv.port, None)
+        s.settimeout(5)
+        data = s.recv(100)
+        r = "closed" if data == b"" else repr(data)
+        s.close()
+    except (ssl.SSLError, OSError) as e:
+        r = "closed: " + str(e)
+    ok(r.startswith("closed"), "TLS: no ALPN at all: closed after the "
+       "handshake", r)
+
+    s = tls_connect(srv.port, ["h2"])
+    is_(s.selected_alpn_protocol(), "h2", "TLS: ALPN h2 is selected")
+    ok(s.version() in ("TLSv1.2", "TLSv1.3"), "  with " + str(s.version()))
+    s.close()
+
+    is_(call(unary, echo(b"still")), ("OK", echo(b"still")),
+        "TLS: the server serves on after all that")
+    s = wait_stats(ch, "connections", 1)
+    is_(s["connections"], "1", "TLS: every refused connection was closed")
+
+    f = delayed.future(echo(b"last", delay=500), timeout=30)
+    time.sleep(0.1)
+    srv.proc.send_signal(signal.SIGTERM)
+    try:
+        r = ("OK", f.result())
+    except grpc.RpcError as e:
+        r = (e.code().name, e.details())
+    is_(r, ("OK", echo(b"last")), "TLS: graceful shutdown, the call in "
+        "flight finishes")
+    ch.close()
+    try:
+        rc = srv.proc.wait(10)
+    except subprocess.TimeoutExpired:
+        rc = None
+    is_(rc, 0, "  and the server exits, every call accounted for")
+
+
 def check_log(srv, name):
     log = srv.errors()
     bad = [l for l in log.splitlines()
@@ -619,6 +768,22 @@ try:
 finally:
     srv.stop(signal.SIGKILL)
     srv.cleanup()
+
+certdir = tempfile.mkdtemp(prefix="grpc-test-tls-")
+try:
+    certs = make_certs(certdir)
+    srv = Server(MAX_RECV, MAX_STREAMS, env={
+        "BL_TEST_TLS_CERT": certs["server"], "BL_TEST_TLS_KEY": certs["key"]})
+    try:
+        run_tls_tests(srv, certs)
+        check_log(srv, "TLS server")
+    finally:
+        if os.environ.get("BL_TEST_VERBOSE"):
+            print("# " + srv.errors().replace("\n", "\n# "))
+        srv.stop(signal.SIGKILL)
+        srv.cleanup()
+finally:
+    shutil.rmtree(certdir, ignore_errors=True)
 
 print("1..%d" % n_tests)
 sys.exit(1 if n_failed else 0)

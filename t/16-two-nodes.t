@@ -17,9 +17,10 @@ KEYS = ["/registry/pods/p%d" % i for i in range(6)]
 t = bltest.Tap()
 pg = bltest.Postgres()                 # fsync on: real commit ordering
 pg.start()
-nodes = [bltest.Ballast(dsn=pg.dsn(), workers=2, extra="name node%d;" % i)
-         for i in (1, 2)]
-for n in nodes:
+nodes = [bltest.Ballast(dsn=pg.dsn(), workers=2) for i in (1, 2)]
+for i, n in enumerate(nodes):
+    with open(n.conf_path) as f:
+        n.rewrite_conf(f.read().replace("name node1;", "name node%d;" % i))
     n.start()
 
 lock = threading.Lock()

@@ -228,6 +228,10 @@ bl_grpc_send(bl_grpc_call_t *call, const ProtobufCMessage *msg)
 
     st->out.last += BL_GRPC_PREFIX_LEN + size;
 
+    if (bl_h2_observer != NULL) {
+        bl_h2_observer->msg_sent(call->method);
+    }
+
     return bl_h2_stream_output(st);
 }
 

@@ -18,6 +18,7 @@
 typedef struct {
     ev_io        ev;
     bl_str_t     addr_text;
+    SSL_CTX     *tls;           /* NULL: h2c */
 } bl_grpc_listener_t;
 
 
@@ -51,7 +52,7 @@ bl_grpc_set_limits(size_t max_recv_message, uint32_t max_concurrent_streams)
 
 
 bl_int_t
-bl_grpc_server_start(bl_cycle_t *cycle)
+bl_grpc_server_start(bl_cycle_t *cycle, SSL_CTX *tls)
 {
     bl_uint_t            i, n;
     bl_listening_t      *ls;
@@ -65,7 +66,7 @@ bl_grpc_server_start(bl_cycle_t *cycle)
     n = 0;
 
     for (i = 0; i < cycle->listening.nelts; i++) {
-        if (!ls[i].http && !ls[i].ssl) {
+        if (!ls[i].http) {
             n++;
         }
     }
@@ -84,8 +85,16 @@ bl_grpc_server_start(bl_cycle_t *cycle)
 
     for (i = 0; i < cycle->listening.nelts; i++) {
 
-        if (ls[i].http || ls[i].ssl) {
+        if (ls[i].http) {
             continue;
+        }
+
+        if (ls[i].ssl && tls == NULL) {
+            bl_log_error(BL_LOG_EMERG, 0, "listening socket %.*s (%s) "
+                         "wants TLS but has no certificate",
+                         BL_STR_ARGS(&ls[i].addr_text),
+                         ls[i].where ? ls[i].where : "default");
+            return BL_ERROR;
         }
 
         if (ls[i].fd == -1) {
@@ -104,6 +113,7 @@ bl_grpc_server_start(bl_cycle_t *cycle)
 
         l = &bl_grpc_listeners[bl_grpc_nlisteners++];
         l->addr_text = ls[i].addr_text;
+        l->tls = ls[i].ssl ? tls : NULL;
 
         ev_io_init(&l->ev, bl_grpc_accept_handler, ls[i].fd, EV_READ);
         l->ev.data = l;
@@ -183,7 +193,8 @@ bl_grpc_accept_handler(struct ev_loop *loop, ev_io *w, int revents)
             return;
         }
 
-        (void) bl_h2_conn_open(fd, (struct sockaddr *) &sa, socklen);
+        (void) bl_h2_conn_open(fd, (struct sockaddr *) &sa, socklen,
+                               l->tls);
     }
 }
 
@@ -225,5 +236,26 @@ bl_grpc_server_shutdown(int graceful)
 bl_uint_t
 bl_grpc_server_connections(void)
 {
-    return bl_h2_connections();
+    return bl_h2_nconns;
+}
+
+
+bl_uint_t
+bl_grpc_server_streams(void)
+{
+    return bl_h2_nstreams;
+}
+
+
+void
+bl_grpc_set_http1_handler(bl_grpc_http1_pt handler)
+{
+    bl_h2_http1_handler = handler;
+}
+
+
+void
+bl_grpc_set_observer(const bl_grpc_observer_t *observer)
+{
+    bl_h2_observer = observer;
 }

@@ -13,6 +13,7 @@ extern bl_module_t  bl_grpc_module;
 extern bl_module_t  bl_etcd_module;
 extern bl_module_t  bl_watch_module;
 extern bl_module_t  bl_etcd_compactor_module;
+extern bl_module_t  bl_http_module;
 
 bl_module_t  *bl_modules[] = {
     &bl_core_module,
@@ -21,5 +22,6 @@ bl_module_t  *bl_modules[] = {
     &bl_watch_module,
     &bl_etcd_module,
     &bl_etcd_compactor_module,
+    &bl_http_module,             /* hooks into the transport: after it */
     NULL
 };

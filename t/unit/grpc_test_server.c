@@ -5,6 +5,10 @@
  *
  *   grpc_test_server PORT [MAX_RECV_MESSAGE [MAX_CONCURRENT_STREAMS]]
  *
+ * With BL_TEST_TLS_CERT and BL_TEST_TLS_KEY (PEM files) in the
+ * environment it speaks TLS (ALPN h2) instead of h2c, and with
+ * BL_TEST_TLS_CA too it asks clients for a certificate from that CA.
+ *
  * Methods (messages are test.Echo below, a descriptor written by hand):
  *   /test.Echo/Unary    echo data (or `size` bytes of 'x'), after
  *                       `delay_ms` from a timer if set; `status` and
@@ -22,6 +26,7 @@
 #include <bl_event.h>
 #include <bl_grpc.h>
 #include <bl_grpc_server.h>
+#include <bl_tls.h>
 
 #include <arpa/inet.h>
 #include <signal.h>
@@ -414,7 +419,9 @@ main(int argc, char **argv)
     long                 port;
     bl_pool_t           *pool;
     bl_cycle_t           cycle;
+    SSL_CTX             *tls;
     bl_listening_t      *ls;
+    bl_tls_conf_t        tls_conf;
     struct sockaddr_in  *sin;
 
     if (argc < 2) {
@@ -482,7 +489,38 @@ main(int argc, char **argv)
 
     ls->fd = fd;
 
-    if (bl_grpc_server_start(&cycle) != BL_OK) {
+    tls = NULL;
+
+    if (getenv("BL_TEST_TLS_CERT") != NULL
+        && getenv("BL_TEST_TLS_KEY") != NULL)
+    {
+        memset(&tls_conf, 0, sizeof(bl_tls_conf_t));
+        tls_conf.certificate.path.data =
+                                        (u_char *) getenv("BL_TEST_TLS_CERT");
+        tls_conf.certificate.where = "BL_TEST_TLS_CERT";
+        tls_conf.certificate_key.path.data =
+                                        (u_char *) getenv("BL_TEST_TLS_KEY");
+        tls_conf.certificate_key.where = "BL_TEST_TLS_KEY";
+
+        if (getenv("BL_TEST_TLS_CA") != NULL) {
+            tls_conf.client_certificate.path.data =
+                                        (u_char *) getenv("BL_TEST_TLS_CA");
+            tls_conf.client_certificate.where = "BL_TEST_TLS_CA";
+            tls_conf.verify_client = BL_TLS_VERIFY_ON;
+        }
+
+        tls_conf.protocols = BL_TLS_PROTO_DEFAULT;
+        bl_str_set(&tls_conf.ciphers, BL_TLS_DEFAULT_CIPHERS);
+
+        tls = bl_tls_create_ctx(pool, &tls_conf);
+        if (tls == NULL) {
+            return 1;
+        }
+
+        ls->ssl = 1;
+    }
+
+    if (bl_grpc_server_start(&cycle, tls) != BL_OK) {
         return 1;
     }
 
@@ -491,7 +529,8 @@ main(int argc, char **argv)
     ev_signal_init(&test_int_ev, test_signal_handler, SIGINT);
     ev_signal_start(bl_loop, &test_int_ev);
 
-    bl_log_error(BL_LOG_NOTICE, 0, "test: serving on 127.0.0.1:%ld", port);
+    bl_log_error(BL_LOG_NOTICE, 0, "test: serving %s on 127.0.0.1:%ld",
+                 tls ? "TLS" : "h2c", port);
 
     ev_run(bl_loop, 0);
 
