@@ -32,6 +32,36 @@ bl_etcd_kv_cancel(bl_grpc_call_t *call)
     }
 }
 
+void
+bl_etcd_kv_started(bl_etcd_kv_ctx_t *ctx, bl_storage_status_e st)
+{
+    if (st != BL_ST_OK) {
+        ctx->op = NULL;
+        bl_etcd_fail_storage(ctx->call, st);
+    }
+}
+
+int
+bl_etcd_kv_failed(bl_etcd_kv_ctx_t *ctx, bl_storage_status_e st)
+{
+    ctx->op = NULL;
+    if (st != BL_ST_OK) {
+        bl_etcd_fail_storage(ctx->call, st);
+        return 1;
+    }
+    return 0;
+}
+
+void
+bl_etcd_reply_built(bl_grpc_call_t *call, const ProtobufCMessage *msg)
+{
+    if (msg == NULL) {
+        bl_grpc_finish(call, BL_GRPC_RESOURCE_EXHAUSTED, "out of memory");
+        return;
+    }
+    bl_etcd_reply(call, msg);
+}
+
 Etcdserverpb__ResponseHeader *
 bl_etcd_sub_header(bl_pool_t *pool, int64_t revision)
 {
@@ -271,19 +301,13 @@ bl_etcd_range_done(void *data, bl_storage_status_e st, void *result)
     bl_range_res_t      *res = result;
     bl_range_resp_pb_t  *resp;
 
-    ctx->op = NULL;
-    if (st != BL_ST_OK) {
-        bl_etcd_fail_storage(call, st);
+    if (bl_etcd_kv_failed(ctx, st)) {
         return;
     }
     resp = bl_etcd_range_build(call->pool, ctx->request, res,
                                bl_etcd_header(call->pool,
                                               res->header_revision));
-    if (resp == NULL) {
-        bl_grpc_finish(call, BL_GRPC_RESOURCE_EXHAUSTED, "out of memory");
-        return;
-    }
-    bl_etcd_reply(call, &resp->base);
+    bl_etcd_reply_built(call, resp ? &resp->base : NULL);
 }
 
 static void
@@ -313,10 +337,7 @@ bl_etcd_range(bl_grpc_call_t *call, const u_char *msg, size_t len)
     bl_etcd_range_prepare(r, &req);
     st = bl_storage_range(call->pool, &req, bl_etcd_range_done, ctx,
                           &ctx->op);
-    if (st != BL_ST_OK) {
-        ctx->op = NULL;
-        bl_etcd_fail_storage(call, st);
-    }
+    bl_etcd_kv_started(ctx, st);
 }
 
 /* Put */
@@ -379,19 +400,13 @@ bl_etcd_put_done(void *data, bl_storage_status_e st, void *result)
     bl_put_res_t      *res = result;
     bl_put_resp_pb_t  *resp;
 
-    ctx->op = NULL;
-    if (st != BL_ST_OK) {
-        bl_etcd_fail_storage(call, st);
+    if (bl_etcd_kv_failed(ctx, st)) {
         return;
     }
     resp = bl_etcd_put_build(call->pool, res,
                              bl_etcd_header(call->pool,
                                             res->header_revision));
-    if (resp == NULL) {
-        bl_grpc_finish(call, BL_GRPC_RESOURCE_EXHAUSTED, "out of memory");
-        return;
-    }
-    bl_etcd_reply(call, &resp->base);
+    bl_etcd_reply_built(call, resp ? &resp->base : NULL);
 }
 
 /* etcd measures the raft request; the message is a close bound */
@@ -434,10 +449,7 @@ bl_etcd_put(bl_grpc_call_t *call, const u_char *msg, size_t len)
     }
     bl_etcd_put_prepare(p, &req);
     st = bl_storage_put(call->pool, &req, bl_etcd_put_done, ctx, &ctx->op);
-    if (st != BL_ST_OK) {
-        ctx->op = NULL;
-        bl_etcd_fail_storage(call, st);
-    }
+    bl_etcd_kv_started(ctx, st);
 }
 
 /* DeleteRange */
@@ -491,19 +503,13 @@ bl_etcd_delete_done(void *data, bl_storage_status_e st, void *result)
     bl_delete_res_t      *res = result;
     bl_delete_resp_pb_t  *resp;
 
-    ctx->op = NULL;
-    if (st != BL_ST_OK) {
-        bl_etcd_fail_storage(call, st);
+    if (bl_etcd_kv_failed(ctx, st)) {
         return;
     }
     resp = bl_etcd_delete_build(call->pool, res,
                                 bl_etcd_header(call->pool,
                                                res->header_revision));
-    if (resp == NULL) {
-        bl_grpc_finish(call, BL_GRPC_RESOURCE_EXHAUSTED, "out of memory");
-        return;
-    }
-    bl_etcd_reply(call, &resp->base);
+    bl_etcd_reply_built(call, resp ? &resp->base : NULL);
 }
 
 static void
@@ -536,10 +542,7 @@ bl_etcd_delete(bl_grpc_call_t *call, const u_char *msg, size_t len)
     bl_etcd_delete_prepare(d, &req);
     st = bl_storage_delete(call->pool, &req, bl_etcd_delete_done, ctx,
                            &ctx->op);
-    if (st != BL_ST_OK) {
-        ctx->op = NULL;
-        bl_etcd_fail_storage(call, st);
-    }
+    bl_etcd_kv_started(ctx, st);
 }
 
 /* Compact */
@@ -553,17 +556,11 @@ bl_etcd_compact_done(void *data, bl_storage_status_e st, void *result)
     Etcdserverpb__CompactionResponse  resp =
         ETCDSERVERPB__COMPACTION_RESPONSE__INIT;
 
-    ctx->op = NULL;
-    if (st != BL_ST_OK) {
-        bl_etcd_fail_storage(call, st);
+    if (bl_etcd_kv_failed(ctx, st)) {
         return;
     }
     resp.header = bl_etcd_header(call->pool, res->header_revision);
-    if (resp.header == NULL) {
-        bl_grpc_finish(call, BL_GRPC_RESOURCE_EXHAUSTED, "out of memory");
-        return;
-    }
-    bl_etcd_reply(call, &resp.base);
+    bl_etcd_reply_built(call, resp.header ? &resp.base : NULL);
 }
 
 static void
@@ -585,10 +582,7 @@ bl_etcd_compact(bl_grpc_call_t *call, const u_char *msg, size_t len)
     }
     st = bl_storage_compact(call->pool, c->revision, c->physical,
                             bl_etcd_compact_done, ctx, &ctx->op);
-    if (st != BL_ST_OK) {
-        ctx->op = NULL;
-        bl_etcd_fail_storage(call, st);
-    }
+    bl_etcd_kv_started(ctx, st);
 }
 
 const bl_grpc_method_t  bl_etcd_kv_methods[] = {

@@ -49,6 +49,13 @@ typedef struct {
 
 bl_etcd_kv_ctx_t *bl_etcd_kv_ctx(bl_grpc_call_t *call, void *request);
 void bl_etcd_kv_cancel(bl_grpc_call_t *call);
+/* after a storage call: a status other than BL_ST_OK ends the RPC */
+void bl_etcd_kv_started(bl_etcd_kv_ctx_t *ctx, bl_storage_status_e st);
+/* in a storage handler: 1 if the status ended the RPC with its error */
+int bl_etcd_kv_failed(bl_etcd_kv_ctx_t *ctx, bl_storage_status_e st);
+/* reply with a built message; NULL (out of memory while building) ends
+ * the RPC with RESOURCE_EXHAUSTED */
+void bl_etcd_reply_built(bl_grpc_call_t *call, const ProtobufCMessage *msg);
 
 void bl_etcd_txn(bl_grpc_call_t *call, const u_char *msg, size_t len);
 

@@ -507,9 +507,7 @@ bl_etcd_txn_done(void *data, bl_storage_status_e st, void *result)
     bl_txn_res_t      *res = result;
     bl_txn_resp_pb_t  *resp;
 
-    ctx->op = NULL;
-    if (st != BL_ST_OK) {
-        bl_etcd_fail_storage(call, st);
+    if (bl_etcd_kv_failed(ctx, st)) {
         return;
     }
     resp = bl_txn_build(call->pool, ctx->request, res,
@@ -592,8 +590,5 @@ bl_etcd_txn(bl_grpc_call_t *call, const u_char *msg, size_t len)
 
     st = bl_storage_txn(call->pool, &req, bl_txn_read_only(t),
                         bl_etcd_txn_done, ctx, &ctx->op);
-    if (st != BL_ST_OK) {
-        ctx->op = NULL;
-        bl_etcd_fail_storage(call, st);
-    }
+    bl_etcd_kv_started(ctx, st);
 }
