@@ -1,6 +1,9 @@
 #!/usr/bin/python3
-# The storage layer against a private PostgreSQL: put/range semantics, group
-# commit, cancellation, timeouts and an outage (t/unit/test_storage_pg.c).
+# The storage layer against a private PostgreSQL: put/range/delete/txn/
+# compact semantics, round trips per operation, group commit, CAS under
+# concurrency, compaction resumed after a crash, the revision log for
+# watches, commit notifications, leases and their expiry by several nodes
+# at once, cancellation, timeouts and an outage (t/unit/test_storage_pg.c).
 # The C program prints TAP; "# ctl: stop|start" lines ask us to stop or
 # start the database, and we answer a line on its stdin when done.
 import os, subprocess, sys

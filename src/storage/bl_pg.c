@@ -96,6 +96,8 @@ bl_pg_done(void)
         return;
     }
 
+    bl_pg_listen_stop();
+
     for (i = 0; i < bl_pg.nconns; i++) {
         c = &bl_pg.conns[i];
 
@@ -132,16 +134,17 @@ bl_pg_available(void)
 
 /* connecting */
 
-static void
-bl_pg_connect(bl_pg_conn_t *c)
+PGconn *
+bl_pg_connect_start(const char *application_name)
 {
     int          n;
+    PGconn      *pc;
     const char  *keywords[4];
     const char  *values[4];
 
     n = 0;
     keywords[n] = "fallback_application_name";
-    values[n++] = "ballast";
+    values[n++] = application_name;
     keywords[n] = "dbname";
     values[n++] = bl_pg.conf.conninfo ? bl_pg.conf.conninfo : "";
 
@@ -154,7 +157,21 @@ bl_pg_connect(bl_pg_conn_t *c)
     keywords[n] = NULL;
     values[n] = NULL;
 
-    c->pc = PQconnectStartParams(keywords, values, 1);
+    pc = PQconnectStartParams(keywords, values, 1);
+
+    if (pc != NULL) {
+        /* notices (and a FATAL before the end) to the log, not stderr */
+        PQsetNoticeProcessor(pc, bl_pg_notice, NULL);
+    }
+
+    return pc;
+}
+
+
+static void
+bl_pg_connect(bl_pg_conn_t *c)
+{
+    c->pc = bl_pg_connect_start("ballast");
     if (c->pc == NULL) {
         bl_log_error(BL_LOG_ERR, 0, "postgres: out of memory while "
                      "connecting");
@@ -168,8 +185,6 @@ bl_pg_connect(bl_pg_conn_t *c)
         bl_pg_conn_fail(c, BL_LOG_ERR, "could not start connecting");
         return;
     }
-
-    PQsetNoticeProcessor(c->pc, bl_pg_notice, NULL);
 
     bl_timer_set(&c->timer, bl_pg.conf.connect_timeout);
 
@@ -606,13 +621,15 @@ bl_pg_ready(bl_pg_conn_t *c)
     c->backoff = BL_PG_BACKOFF_MIN;
     bl_pg.nready++;
 
+    bl_pg_dispatch_start();
+
     if (bl_pg.nready == 1) {
         /* the first way in (at start or after an outage): resume a
-         * compaction that a crash or the outage interrupted */
+         * compaction that a crash or the outage interrupted, and let a
+         * listener look for what it could not read meanwhile */
         bl_pg_compact_kick();
+        bl_pg_listen_pool_up();
     }
-
-    bl_pg_dispatch_start();
 }
 
 

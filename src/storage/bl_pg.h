@@ -15,16 +15,23 @@
  * own result, and handlers are called only once the Sync confirmed the
  * commit.
  *
- * An operation kind (range, put, delete, txn, compact; lease revoke later)
- * is a bl_pg_op_type_t: how to send its one statement and how to read its
- * result.
+ * Every write batch ends with one more statement that NOTIFYs channel
+ * "ballast" with the revision reached, if the batch took one (bl_pg_batch.c):
+ * delivered at its commit, in commit order, once per batch.
+ *
+ * An operation kind (range, put, delete, txn, compact, log read, the lease
+ * calls) is a bl_pg_op_type_t: how to send its one statement and how to
+ * read its result.  Ops of a "merge" kind that wait in the same queue share
+ * one statement (keepalives: one UPDATE for all of them).
  *
  * Files: bl_pg.c the connections (connect, schema check, prepare, failure),
  * bl_pg_batch.c the queues, batches and their results, bl_pg_binary.c the
  * binary wire format, bl_pg_schema.c the schema, its migrations and the
- * prepared statements, bl_pg_sql_kv.c + bl_pg_sql_txn.c the server-side
- * functions, bl_pg_compact.c compaction; bl_storage*.c the public API on
- * top.
+ * prepared statements, bl_pg_sql_kv.c + bl_pg_sql_txn.c +
+ * bl_pg_sql_lease.c the server-side functions, bl_pg_compact.c
+ * compaction, bl_pg_listen.c the connection that LISTENs for commits;
+ * bl_storage*.c the public API on top (bl_storage_log.c the log read for
+ * watches, bl_storage_lease.c leases).
  */
 #ifndef BL_PG_H
 #define BL_PG_H
@@ -48,6 +55,7 @@
 #define BL_PG_BATCH_OPS        128     /* writes per group commit */
 #define BL_PG_READ_BATCH_OPS   32      /* reads per round trip */
 #define BL_PG_BATCH_BYTES      (1024 * 1024)
+#define BL_PG_MERGE_OPS        8192    /* ops sharing one statement */
 
 typedef struct bl_pg_conn_s   bl_pg_conn_t;
 typedef struct bl_pg_batch_s  bl_pg_batch_t;
@@ -56,10 +64,18 @@ typedef struct {
     const char  *name;           /* for log messages */
     unsigned     write:1;        /* goes through group commit */
     unsigned     solo:1;         /* a batch (transaction) of its own */
+    /*
+     * merge: the ops of this kind queued when a batch is made go into it
+     * together, right after the first, marked `merged`, and share its one
+     * statement: send and result get the first and handle the group (the
+     * ops from it on while `merged`); result is then called even when the
+     * first was cancelled, and sets each live op's status and result.
+     */
+    unsigned     merge:1;
     /* send the op's one statement (PQsendQueryPrepared); BL_OK/BL_ERROR */
     bl_int_t   (*send)(PGconn *pc, bl_storage_op_t *op);
     /* its result (TUPLES_OK or COMMAND_OK): set op->status, op->result;
-     * never called for a cancelled op */
+     * never called for a cancelled op (but see merge) */
     void       (*result)(bl_storage_op_t *op, PGresult *res);
     /*
      * optional: the batch committed (also called for a cancelled op, which
@@ -73,6 +89,14 @@ typedef struct {
     int64_t                  revision;
     unsigned                 physical:1;
 } bl_pg_compact_req_t;
+
+/* the lease calls: what each needs of it */
+typedef struct {
+    int64_t                  id;
+    int64_t                  ttl;       /* grant */
+    int64_t                  max;       /* expire */
+    unsigned                 keys:1;    /* ttl */
+} bl_pg_lease_req_t;
 
 struct bl_storage_op_s {
     bl_storage_op_t         *next;      /* in a queue or a batch */
@@ -89,12 +113,16 @@ struct bl_storage_op_s {
     unsigned                 cancelled:1;
     unsigned                 done:1;    /* handler called (timed out) */
     unsigned                 held:1;    /* committed, answered later */
+    unsigned                 merged:1;  /* shares the statement of the op
+                                           before it in its batch */
 
     union {
         bl_range_req_t       range;
         bl_put_req_t         put;
         bl_delete_req_t      del;
         bl_pg_compact_req_t  compact;
+        bl_log_req_t         log;
+        bl_pg_lease_req_t    lease;
         void                *ptr;       /* kinds with bigger requests */
     } req;
 };
@@ -190,6 +218,27 @@ int bl_storage_range_form(const bl_str_t *range_end);
 #define BL_PG_STMT_TXN_RO            "bl_txn_ro"
 #define BL_PG_STMT_COMPACT           "bl_compact"
 #define BL_PG_STMT_COMPACT_STEP      "bl_compact_step"
+#define BL_PG_STMT_NOTIFY            "bl_notify"
+#define BL_PG_STMT_LOG_ALL           "bl_log_all"
+#define BL_PG_STMT_LOG_KEY           "bl_log_key"
+#define BL_PG_STMT_LEASE_GRANT       "bl_lease_grant"
+#define BL_PG_STMT_LEASE_REVOKE      "bl_lease_revoke"
+#define BL_PG_STMT_LEASE_KEEPALIVE   "bl_lease_keepalive"
+#define BL_PG_STMT_LEASE_TTL         "bl_lease_ttl"
+#define BL_PG_STMT_LEASE_LIST        "bl_lease_list"
+#define BL_PG_STMT_LEASE_EXPIRE      "bl_lease_expire"
+
+/* the channel every write batch notifies (with its revision) */
+#define BL_PG_CHANNEL                "ballast"
+
+/*
+ * The log reads of a key range (forms 1 and 2): not prepared but planned
+ * for their parameters each time, since whether to walk the log in
+ * revision order or the range's history by key depends on how much of
+ * each there is (bl_storage_log.c)
+ */
+extern const char  bl_pg_log_from_sql[];
+extern const char  bl_pg_log_range_sql[];
 
 /* log rows a compaction step reads (each deletes at most two rows) */
 #define BL_PG_COMPACT_STEP_ROWS      1000
@@ -213,6 +262,7 @@ extern const char  bl_pg_sql_compact[];
 extern const char  bl_pg_sql_txn_head[];
 extern const char  bl_pg_sql_txn_ro_head[];
 extern const char  bl_pg_sql_txn_body[];
+extern const char  bl_pg_sql_lease[];
 
 /* the worker's pool: start connecting / close everything (no handler is
  * called after bl_pg_done) */
@@ -247,6 +297,15 @@ void bl_pg_conn_fail(bl_pg_conn_t *c, int level, const char *why);
 void bl_pg_ready(bl_pg_conn_t *c);
 bl_int_t bl_pg_flush(bl_pg_conn_t *c);
 const char *bl_pg_where(PGconn *pc);
+
+/* start connecting (PQconnectStartParams) with the pool's conninfo and
+ * password; NULL when out of memory */
+PGconn *bl_pg_connect_start(const char *application_name);
+
+/* the LISTEN connection (bl_pg_listen.c) goes with the pool, and is told
+ * when the pool's first connection comes up */
+void bl_pg_listen_stop(void);
+void bl_pg_listen_pool_up(void);
 
 void bl_pg_seen_revision(int64_t rev);
 void bl_pg_set_cluster_id(int64_t id);

@@ -1,8 +1,8 @@
 /*
  * Work for the pool: the queues, batches (one round trip each: statements
- * and a Sync), group commit of writes, reading the results into the ops,
- * per-request deadlines, cancellation, and ops held after their commit.
- * See bl_pg.h.
+ * and a Sync), group commit of writes and its NOTIFY, ops that share a
+ * statement, reading the results into the ops, per-request deadlines,
+ * cancellation, and ops held after their commit.  See bl_pg.h.
  */
 #include <bl_core.h>
 #include <bl_pg.h>
@@ -101,11 +101,14 @@ bl_pg_read(bl_pg_conn_t *c)
                 break;
             }
 
-            /* the end of one statement's results */
+            /* the end of one statement's results: the next op that has
+             * a statement of its own */
             b->got = 0;
 
             if (b->cur != NULL) {
-                b->cur = b->cur->next;
+                do {
+                    b->cur = b->cur->next;
+                } while (b->cur != NULL && b->cur->merged);
             }
 
             continue;
@@ -136,7 +139,10 @@ bl_pg_read(bl_pg_conn_t *c)
         op = b->cur;
 
         if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK) {
-            if (op != NULL && !b->failed && !op->cancelled && !op->done) {
+            /* (no op: the batch's NOTIFY) */
+            if (op != NULL && !b->failed
+                && (op->type->merge || (!op->cancelled && !op->done)))
+            {
                 op->type->result(op, res);
             }
 
@@ -195,10 +201,6 @@ bl_pg_batch_done(bl_pg_batch_t *b)
         if (!b->failed) {
             bl_storage_stats.write_batches++;
         }
-
-        /* TODO(watch): NOTIFY the watcher here, or rather as the last
-         * statement of the batch (pg_notify in the same transaction), so
-         * that it reads the new log rows at once */
     }
 
     for (op = b->ops.head; op != NULL; op = next) {
@@ -214,7 +216,8 @@ bl_pg_batch_done(bl_pg_batch_t *b)
                 bl_storage_stats.writes++;
             }
 
-            if (op->status != BL_ST_OK) {
+            /* a log read says where the compaction is */
+            if (op->status != BL_ST_OK && op->status != BL_ST_COMPACTED) {
                 op->result = NULL;
             }
         }
@@ -522,6 +525,32 @@ bl_pg_pick(unsigned write)
 }
 
 
+/* the other ops of op's kind waiting in q join it, right after it */
+static void
+bl_pg_merge(bl_pg_queue_t *q, bl_pg_batch_t *b, bl_storage_op_t *op)
+{
+    bl_uint_t         n;
+    bl_storage_op_t  *o, *next;
+
+    n = 1;
+
+    for (o = q->head; o != NULL && n < BL_PG_MERGE_OPS; o = next) {
+        next = o->next;
+
+        if (o->type != op->type) {
+            continue;
+        }
+
+        bl_pg_queue_remove(q, o);
+        bl_pg_queue_add(&b->ops, o);
+        o->batch = b;
+        o->merged = 1;
+        b->size += o->size;
+        n++;
+    }
+}
+
+
 static bl_int_t
 bl_pg_send_batch(bl_pg_conn_t *c, bl_pg_queue_t *q, unsigned write,
     bl_uint_t max)
@@ -555,8 +584,8 @@ bl_pg_send_batch(bl_pg_conn_t *c, bl_pg_queue_t *q, unsigned write,
     while (q->head != NULL) {
         op = q->head;
 
-        if (b->ops.n > 0
-            && (b->ops.n >= max || b->size + op->size > BL_PG_BATCH_BYTES
+        if (b->nstmts > 0
+            && (b->nstmts >= max || b->size + op->size > BL_PG_BATCH_BYTES
                 || op->type->solo || b->ops.head->type->solo))
         {
             break;
@@ -567,7 +596,30 @@ bl_pg_send_batch(bl_pg_conn_t *c, bl_pg_queue_t *q, unsigned write,
         op->batch = b;
         b->size += op->size;
 
+        if (op->type->merge) {
+            bl_pg_merge(q, b, op);
+        }
+
         if (op->type->send(c->pc, op) != BL_OK) {
+            bl_pg_conn_fail(c, BL_LOG_ERR, "could not send a statement");
+            return BL_OK;
+        }
+
+        b->nstmts++;
+    }
+
+    /*
+     * The watchers of every node learn of the commit from its NOTIFY: one
+     * per write batch, with the last revision, sent only if the batch took
+     * one (bl_pg_schema.c).  It commits with the batch, so it is delivered
+     * at the commit and in commit order; if the batch fails, so does it.
+     */
+
+    if (write) {
+        if (PQsendQueryPrepared(c->pc, BL_PG_STMT_NOTIFY, 0, NULL, NULL,
+                                NULL, 1)
+            != 1)
+        {
             bl_pg_conn_fail(c, BL_LOG_ERR, "could not send a statement");
             return BL_OK;
         }

@@ -56,12 +56,12 @@ static void bl_pg_compact_answer(int64_t finished, bl_storage_status_e st);
 
 
 static const bl_pg_op_type_t  bl_pg_compact_type = {
-    "compact", 1, 0, bl_pg_compact_send, bl_pg_compact_result,
+    "compact", 1, 0, 0, bl_pg_compact_send, bl_pg_compact_result,
     bl_pg_compact_committed
 };
 
 static const bl_pg_op_type_t  bl_pg_step_type = {
-    "compaction step", 0, 1, bl_pg_step_send, bl_pg_step_result, NULL
+    "compaction step", 0, 1, 0, bl_pg_step_send, bl_pg_step_result, NULL
 };
 
 

@@ -14,7 +14,9 @@
  *                       value empty); prev_rev: mod revision of the key's
  *                       previous live version (0: the key was absent), for
  *                       prev_kv, and what compaction follows
- *   ballast_lease       leases: id, granted ttl, expiry
+ *   ballast_lease       leases: id, granted ttl, expires_at (on the
+ *                       database's clock: now() + ttl at grant and at each
+ *                       keepalive), see bl_pg_sql_lease.c
  *   ballast_node        ballast nodes sharing the database
  *   ballast_compaction  one row: how far the deletion of compacted history
  *                       got (see bl_pg_compact.c); apart from meta so that
@@ -35,6 +37,7 @@
  * they never abort the other writes of a group commit:
  *
  *   1 key not found   2 lease not found   3 compacted   4 future revision
+ *   5 lease exists
  *
  * Key ranges are passed as a form and two keys, as the callers get them:
  * 0 one key, 1 every key >= key ("\0" range_end), 2 key <= k < end.
@@ -105,6 +108,8 @@ static const char  bl_pg_v1_tables[] =
     "  ttl         bigint NOT NULL,"
     "  expires_at  timestamptz NOT NULL"
     ");"
+    /* expiry, every node several times a second, finds the due ones */
+    "CREATE INDEX ballast_lease_expires ON ballast_lease (expires_at);"
 
     "CREATE TABLE ballast_node ("
     "  id              bigint PRIMARY KEY,"
@@ -136,6 +141,7 @@ static const char  *const bl_pg_migration_1[] = {
     bl_pg_sql_txn_ro_head,
     bl_pg_sql_txn_body,
     "$f$;\n",
+    bl_pg_sql_lease,
     NULL
 };
 
@@ -481,6 +487,113 @@ bl_pg_schema_free(void)
     "SELECT busy, deleted, scheduled, finished"                               \
     " FROM ballast_compact_step($1)"
 
+/*
+ * The last statement of every write batch: if the transaction wrote the
+ * meta row (the row's xmin is its own transaction id), NOTIFY with the
+ * revision it reached.  A batch whose writes all failed, or changed
+ * nothing, has not written the row (or only took its lock) and sends
+ * nothing; one that failed a put (revision + 1, then - 1) notifies the
+ * unchanged revision, which a listener ignores.
+ */
+#define BL_PG_NOTIFY_SQL                                                      \
+    "SELECT pg_notify('" BL_PG_CHANNEL "', revision::text)"                    \
+    " FROM ballast_meta"                                                      \
+    " WHERE id = 1 AND xmin = xid(pg_current_xact_id_if_assigned())"
+
+/*
+ * The log read (bl_storage_log.c): $1 after, $2 the last revision wanted
+ * (after + max_revs, saturated), $3 key, $4 range end.  One statement, so
+ * one snapshot; rows:
+ *
+ *   first the header: 0 revision, 1 compact_revision, 2 through
+ *   then the events in (rev, sub) order, with 0..2 NULL:
+ *     3 rev  4 sub  5 kind  6 key  7 create_rev  8 version  9 lease
+ *     10 value  11 prev_rev, and the previous version of the key (the
+ *     log row of the key at prev_rev; NULL: created, or compacted away):
+ *     12 create_rev  13 version  14 lease  15 value
+ *
+ * No events if after is below the compact revision - 1 (COMPACTED; a
+ * watch from the compact revision itself is fine, as in etcd).  The
+ * events side is an ordered index scan feeding a nested loop, so the
+ * order needs no sort: the meta values it needs come from InitPlans (one
+ * evaluation each), not from a join with meta, which would lose the order.
+ * (With few rows estimated, the planner may still prefer to sort: cheap
+ * then.)  The bounds $1 and $2 stand apart from the current revision so
+ * that the planner estimates the window from them.  UNION ALL returns its
+ * branches in order; the reader checks it.
+ */
+#define BL_PG_LOG_SQL(cond)                                                   \
+    "SELECT revision, compact_revision, least($2, revision),"                 \
+    "  NULL::int8, NULL::int4, NULL::int4, NULL::bytea, NULL::int8,"          \
+    "  NULL::int8, NULL::int8, NULL::bytea, NULL::int8,"                      \
+    "  NULL::int8, NULL::int8, NULL::int8, NULL::bytea"                       \
+    " FROM ballast_meta WHERE id = 1"                                         \
+    " UNION ALL"                                                              \
+    " (SELECT NULL, NULL, NULL,"                                              \
+    "   e.rev, e.sub, e.kind::int4, e.key, e.create_rev, e.version,"          \
+    "   e.lease, e.value, e.prev_rev,"                                        \
+    "   p.create_rev, p.version, p.lease, p.value"                            \
+    "  FROM ballast_log e LEFT JOIN LATERAL"                                  \
+    "   (SELECT q.create_rev, q.version, q.lease, q.value"                    \
+    "    FROM ballast_log q"                                                  \
+    "    WHERE q.key = e.key AND q.rev = e.prev_rev AND e.prev_rev > 0"       \
+    "    LIMIT 1) p ON true"                                                  \
+    "  WHERE " cond " e.rev > $1 AND e.rev <= $2"                             \
+    "    AND e.rev <= (SELECT revision FROM ballast_meta WHERE id = 1)"       \
+    "    AND $1 >= (SELECT compact_revision FROM ballast_meta"                \
+    "               WHERE id = 1) - 1"                                        \
+    "  ORDER BY e.rev, e.sub)"
+
+const char  bl_pg_log_from_sql[] = BL_PG_LOG_SQL("e.key >= $3 AND");
+const char  bl_pg_log_range_sql[] =
+    BL_PG_LOG_SQL("e.key >= $3 AND e.key < $4 AND");
+
+/* leases (bl_pg_sql_lease.c, bl_storage_lease.c) */
+
+#define BL_PG_LEASE_GRANT_SQL                                                 \
+    "SELECT err, rev, id FROM ballast_lease_grant($1, $2)"
+
+#define BL_PG_LEASE_REVOKE_SQL                                                \
+    "SELECT err, rev FROM ballast_lease_revoke($1)"
+
+/*
+ * Keepalive, for every lease of $1 at once: a lease renews unless it has
+ * expired (etcd's Renew waits for the revoke of an expired lease and then
+ * says it is not found).  Rows: the revision, then each renewed lease in
+ * id order (no row of its own: not found).
+ */
+#define BL_PG_LEASE_KEEPALIVE_SQL                                             \
+    "WITH u AS (UPDATE ballast_lease"                                         \
+    "           SET expires_at = now() + make_interval(secs => ttl)"          \
+    "           WHERE id = ANY($1) AND expires_at > now()"                    \
+    "           RETURNING id, ttl)"                                           \
+    " SELECT m.revision, u.id, u.ttl"                                         \
+    " FROM ballast_meta m LEFT JOIN u ON true"                                \
+    " WHERE m.id = 1 ORDER BY u.id"
+
+/*
+ * TimeToLive: the revision, the lease (NULL: none), the seconds left
+ * truncated toward zero as etcd's int64(Remaining().Seconds()), and its
+ * keys in key order if $2 (one row per key; one row with NULL if none)
+ */
+#define BL_PG_LEASE_TTL_SQL                                                   \
+    "SELECT m.revision, l.id, l.ttl,"                                         \
+    "  trunc(extract(epoch FROM l.expires_at - now()))::int8, k.key"          \
+    " FROM ballast_meta m"                                                    \
+    " LEFT JOIN ballast_lease l ON l.id = $1"                                 \
+    " LEFT JOIN LATERAL"                                                      \
+    "  (SELECT x.key FROM ballast_kv x"                                       \
+    "   WHERE $2 AND x.lease = l.id AND x.lease <> 0) k ON true"              \
+    " WHERE m.id = 1 ORDER BY k.key"
+
+#define BL_PG_LEASE_LIST_SQL                                                  \
+    "SELECT m.revision, l.id"                                                 \
+    " FROM ballast_meta m LEFT JOIN ballast_lease l ON true"                  \
+    " WHERE m.id = 1 ORDER BY l.id"
+
+#define BL_PG_LEASE_EXPIRE_SQL                                                \
+    "SELECT revoked, more, rev FROM ballast_lease_expire($1)"
+
 
 static const Oid  bl_pg_range_types[] = {
     BL_PG_BYTEAOID, BL_PG_BYTEAOID, BL_PG_INT8OID, BL_PG_BOOLOID,
@@ -506,6 +619,24 @@ static const Oid  bl_pg_compact_types[] = { BL_PG_INT8OID };
 
 static const Oid  bl_pg_compact_step_types[] = { BL_PG_INT4OID };
 
+static const Oid  bl_pg_log_types[] = {
+    BL_PG_INT8OID, BL_PG_INT8OID, BL_PG_BYTEAOID, BL_PG_BYTEAOID
+};
+
+static const Oid  bl_pg_lease_grant_types[] = {
+    BL_PG_INT8OID, BL_PG_INT8OID
+};
+
+static const Oid  bl_pg_lease_id_types[] = { BL_PG_INT8OID };
+
+static const Oid  bl_pg_lease_ids_types[] = { BL_PG_INT8ARRAYOID };
+
+static const Oid  bl_pg_lease_ttl_types[] = {
+    BL_PG_INT8OID, BL_PG_BOOLOID
+};
+
+static const Oid  bl_pg_lease_expire_types[] = { BL_PG_INT4OID };
+
 
 const bl_pg_stmt_t  bl_pg_stmts[] = {
     { BL_PG_STMT_RANGE_ONE, BL_PG_RANGE_ONE_SQL, 5, bl_pg_range_types },
@@ -527,6 +658,20 @@ const bl_pg_stmt_t  bl_pg_stmts[] = {
     { BL_PG_STMT_COMPACT, BL_PG_COMPACT_SQL, 1, bl_pg_compact_types },
     { BL_PG_STMT_COMPACT_STEP, BL_PG_COMPACT_STEP_SQL, 1,
       bl_pg_compact_step_types },
+    { BL_PG_STMT_NOTIFY, BL_PG_NOTIFY_SQL, 0, NULL },
+    { BL_PG_STMT_LOG_ALL, BL_PG_LOG_SQL(""), 2, bl_pg_log_types },
+    { BL_PG_STMT_LOG_KEY, BL_PG_LOG_SQL("e.key = $3 AND"), 3,
+      bl_pg_log_types },
+    { BL_PG_STMT_LEASE_GRANT, BL_PG_LEASE_GRANT_SQL, 2,
+      bl_pg_lease_grant_types },
+    { BL_PG_STMT_LEASE_REVOKE, BL_PG_LEASE_REVOKE_SQL, 1,
+      bl_pg_lease_id_types },
+    { BL_PG_STMT_LEASE_KEEPALIVE, BL_PG_LEASE_KEEPALIVE_SQL, 1,
+      bl_pg_lease_ids_types },
+    { BL_PG_STMT_LEASE_TTL, BL_PG_LEASE_TTL_SQL, 2, bl_pg_lease_ttl_types },
+    { BL_PG_STMT_LEASE_LIST, BL_PG_LEASE_LIST_SQL, 0, NULL },
+    { BL_PG_STMT_LEASE_EXPIRE, BL_PG_LEASE_EXPIRE_SQL, 1,
+      bl_pg_lease_expire_types },
 };
 
 const size_t  bl_pg_nstmts = bl_nelems(bl_pg_stmts);

@@ -16,15 +16,15 @@ static void bl_storage_delete_result(bl_storage_op_t *op, PGresult *res);
 
 
 static const bl_pg_op_type_t  bl_storage_range_type = {
-    "range", 0, 0, bl_storage_range_send, bl_storage_range_result, NULL
+    "range", 0, 0, 0, bl_storage_range_send, bl_storage_range_result, NULL
 };
 
 static const bl_pg_op_type_t  bl_storage_put_type = {
-    "put", 1, 0, bl_storage_put_send, bl_storage_put_result, NULL
+    "put", 1, 0, 0, bl_storage_put_send, bl_storage_put_result, NULL
 };
 
 static const bl_pg_op_type_t  bl_storage_delete_type = {
-    "delete", 1, 0, bl_storage_delete_send, bl_storage_delete_result, NULL
+    "delete", 1, 0, 0, bl_storage_delete_send, bl_storage_delete_result, NULL
 };
 
 
@@ -52,6 +52,8 @@ bl_storage_status_text(bl_storage_status_e st)
         return "key not found";
     case BL_ST_LEASE_NOT_FOUND:
         return "requested lease not found";
+    case BL_ST_LEASE_EXISTS:
+        return "lease already exists";
     case BL_ST_TOO_MANY_REQUESTS:
         return "too many requests";
     case BL_ST_INTERNAL:

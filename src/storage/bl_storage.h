@@ -248,9 +248,12 @@ bl_storage_status_e bl_storage_compact(bl_pool_t *pool, int64_t revision,
 
 /*
  * Read the revision log: the events of revisions after req->after, up to
- * max_revs revisions (never part of one), filtered by key range, with
- * each event's previous version for prev_kv.  after below the compact
- * revision -> BL_ST_COMPACTED (result->compact says where it is).
+ * max_revs revisions (never part of one; <= 0: no limit), filtered by key
+ * range (empty key: every key), with each event's previous version for
+ * prev_kv.  The first revision wanted (after + 1) below the compact
+ * revision -> BL_ST_COMPACTED (result->compact says where it is); from
+ * the compact revision itself is fine, as etcd's watch from it: what
+ * compaction left of that revision, and no prev that it removed.
  */
 bl_storage_status_e bl_storage_log_read(bl_pool_t *pool,
     const bl_log_req_t *req, bl_storage_handler_pt handler, void *data,

@@ -1,6 +1,8 @@
 /*
  * The storage module: the `storage postgres|embedded { ... }` block, and
- * the worker's connection pool started in init_process.
+ * the connection pool started in init_process: in each worker, and in the
+ * watcher, which reads the log in order, listens for commits and runs the
+ * lease expiry.
  */
 #include <bl_core.h>
 #include <bl_cycle.h>
@@ -13,6 +15,15 @@
 
 
 #define BL_STORAGE_PASSWORD_MAX  1024
+
+/*
+ * The watcher's pool: two query connections, whatever `connections` says
+ * for the workers (plus the one that listens, bl_storage_listen).  One
+ * would do, but a read pipelined behind a write waits for it, and the
+ * lease expiry is a write that may wait for the revision lock behind
+ * other nodes' writes: the log reads that feed every watch must not.
+ */
+#define BL_STORAGE_WATCHER_CONNECTIONS  2
 
 
 /* a directive valid in one kind of storage block only */
@@ -505,8 +516,7 @@ bl_storage_init_process(bl_cycle_t *cycle, bl_uint_t process)
     bl_pg_conf_t        pc;
     bl_storage_conf_t  *scf;
 
-    /* TODO(watch): the watcher process needs a connection too */
-    if (process != BL_PROCESS_WORKER) {
+    if (process != BL_PROCESS_WORKER && process != BL_PROCESS_WATCHER) {
         return BL_OK;
     }
 
@@ -514,7 +524,9 @@ bl_storage_init_process(bl_cycle_t *cycle, bl_uint_t process)
 
     pc.conninfo = scf->conninfo;
     pc.password = scf->password;
-    pc.connections = (bl_uint_t) scf->connections;
+    pc.connections = (process == BL_PROCESS_WATCHER)
+                     ? BL_STORAGE_WATCHER_CONNECTIONS
+                     : (bl_uint_t) scf->connections;
     pc.connect_timeout = scf->connect_timeout;
     pc.request_timeout = scf->request_timeout;
 
@@ -527,7 +539,7 @@ bl_storage_exit_process(bl_cycle_t *cycle, bl_uint_t process)
 {
     BL_UNUSED(cycle);
 
-    if (process == BL_PROCESS_WORKER) {
+    if (process == BL_PROCESS_WORKER || process == BL_PROCESS_WATCHER) {
         bl_pg_done();
     }
 }

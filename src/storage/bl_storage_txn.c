@@ -66,11 +66,11 @@ static void bl_storage_txn_result(bl_storage_op_t *op, PGresult *res);
 
 
 static const bl_pg_op_type_t  bl_storage_txn_type = {
-    "txn", 1, 0, bl_storage_txn_send, bl_storage_txn_result, NULL
+    "txn", 1, 0, 0, bl_storage_txn_send, bl_storage_txn_result, NULL
 };
 
 static const bl_pg_op_type_t  bl_storage_txn_ro_type = {
-    "read-only txn", 0, 0, bl_storage_txn_send, bl_storage_txn_result, NULL
+    "read-only txn", 0, 0, 0, bl_storage_txn_send, bl_storage_txn_result, NULL
 };
 
 

@@ -1,8 +1,12 @@
 /*
  * The storage layer against a real PostgreSQL (BALLAST_TEST_DSN, a fresh
  * database): put, range, delete, txn and compact semantics, round trips
- * per operation, group commit, compare-and-swap under concurrency,
- * cancellation, the queue bound, a stuck request, and a database outage.
+ * per operation, group commit, compare-and-swap under concurrency, the
+ * revision log for watches, commit notifications (LISTEN, reconnect),
+ * leases (grant, revoke, keepalive, time-to-live, list, expiry, several
+ * nodes expiring at once), cancellation, the queue bound, a stuck
+ * request, and a database outage; it prints figures (keepalives and puts
+ * per second, expiry cost).
  * Run by t/30-storage-pg.t, which starts PostgreSQL and, when this
  * program prints "# ctl: stop" or "# ctl: start", does so and answers a
  * line on stdin.
@@ -1205,7 +1209,7 @@ test_delete(void)
                "prev_kv version, mod and create revisions");
         }
         is_int(RT(r), 1, "delete: 1 round trip");
-        is_int(STMTS(r), 1, "delete: 1 statement");
+        is_int(STMTS(r), 2, "delete: 1 statement + the batch's NOTIFY");
     }
     is_str(log_at(rev + 1), "0:d/a:del", "a tombstone in the log");
     is_int(admin_int("SELECT prev_rev FROM ballast_log WHERE key = 'd/a'"
@@ -2017,7 +2021,7 @@ test_round_trips(void)
            "all compares held, 20 responses");
         is_int(RT(r), 1, "txn of 10 compares and 20 ops (one nested): "
                "1 round trip");
-        is_int(STMTS(r), 1, "and 1 statement");
+        is_int(STMTS(r), 2, "and 1 statement + the batch's NOTIFY");
     }
 
     r = range_full(S("t/rt/"), S("t/rt0"), 0, 0, 0, 0);
@@ -2025,10 +2029,10 @@ test_round_trips(void)
     is_int(STMTS(r), 1, "range: 1 statement");
     r = put("t/rt/x", "x");
     is_int(RT(r), 1, "put: 1 round trip");
-    is_int(STMTS(r), 1, "put: 1 statement");
+    is_int(STMTS(r), 2, "put: 1 statement + the batch's NOTIFY");
     r = del_full(S("t/rt/"), S("t/rt0"), 1);
     is_int(RT(r), 1, "delete: 1 round trip");
-    is_int(STMTS(r), 1, "delete: 1 statement");
+    is_int(STMTS(r), 2, "delete: 1 statement + the batch's NOTIFY");
 }
 
 
@@ -2300,7 +2304,7 @@ test_compact(void)
        && cr->header_revision == end,
        "compact to %" PRId64 ": ok, header is the current revision", c1);
     is_int(RT(r), 1, "compact: 1 round trip");
-    is_int(STMTS(r), 1, "compact: 1 statement");
+    is_int(STMTS(r), 2, "compact: 1 statement + the batch's NOTIFY");
     is_int(current_rev(), end, "compact takes no revision");
 
     r = compact_run(c1, 0);
@@ -2523,6 +2527,1301 @@ test_compact_resume(void)
 }
 
 
+/* the revision log for watch */
+
+static res_t
+log_run(int64_t after, int64_t max_revs, bl_str_t key, bl_str_t end)
+{
+    res_t                r;
+    bl_log_req_t         req;
+    bl_storage_status_e  st;
+
+    memset(&r, 0, sizeof(r));
+    memset(&req, 0, sizeof(req));
+    req.after = after;
+    req.max_revs = max_revs;
+    req.key = key;
+    req.range_end = end;
+
+    r.before = bl_storage_stats;
+    st = bl_storage_log_read(pool, &req, done_handler, &r, NULL);
+    if (st != BL_ST_OK) {
+        r.st = st;
+        r.called = -1;
+        return r;
+    }
+
+    run_until(&r.called, 1, 10000);
+    return r;
+}
+
+
+static bl_log_res_t *
+log_ok(res_t r, const char *what)
+{
+    if (!ok(r.called == 1 && r.st == BL_ST_OK && r.result != NULL,
+            "%s: log read answered", what))
+    {
+        printf("#   called %d status %s\n", r.called,
+               bl_storage_status_text(r.st));
+        return NULL;
+    }
+
+    return r.result;
+}
+
+
+/*
+ * Events as "R.S put key=value c=C v=V l=L [prev value@M c=C v=V]" or
+ * "R.S del key m=M [prev ...]", revisions relative to base, joined by
+ * "; ".  Checks on the way what every event must hold.
+ */
+static char *
+events(bl_log_res_t *lr, int64_t base)
+{
+    size_t           i;
+    char            *p, *end;
+    bl_kv_t         *kv;
+    bl_log_event_t  *ev;
+    static char      buf[16384];
+
+    p = buf;
+    end = buf + sizeof(buf);
+    buf[0] = '\0';
+
+    for (i = 0; i < lr->nevents && p < end - 256; i++) {
+        ev = &lr->events[i];
+        kv = &ev->kv;
+
+        if (kv->mod_revision != ev->rev) {
+            p += snprintf(p, end - p, "(BAD mod_revision) ");
+        }
+
+        p += snprintf(p, end - p, "%s%" PRId64 ".%d ", i ? "; " : "",
+                      ev->rev - base, (int) ev->sub);
+
+        if (ev->deleted) {
+            if (kv->create_revision != 0 || kv->version != 0
+                || kv->lease != 0 || kv->value.len != 0)
+            {
+                p += snprintf(p, end - p, "(BAD tombstone) ");
+            }
+
+            p += snprintf(p, end - p, "del %.*s", (int) kv->key.len,
+                          kv->key.data);
+
+        } else {
+            p += snprintf(p, end - p, "put %.*s=%.*s c%" PRId64 " v%"
+                          PRId64 " l%" PRId64, (int) kv->key.len,
+                          kv->key.data, (int) kv->value.len, kv->value.data,
+                          kv->create_revision - base, kv->version,
+                          kv->lease);
+        }
+
+        if (ev->has_prev) {
+            p += snprintf(p, end - p, " [%.*s@%" PRId64 " c%" PRId64
+                          " v%" PRId64 "]", (int) ev->prev.value.len,
+                          ev->prev.value.data,
+                          ev->prev.mod_revision - base,
+                          ev->prev.create_revision - base,
+                          ev->prev.version);
+
+            if (bl_str_cmp(&ev->prev.key, &kv->key) != 0) {
+                p += snprintf(p, end - p, "(BAD prev key)");
+            }
+        }
+    }
+
+    return buf;
+}
+
+
+/* the revisions of events, "R,R,..." relative to base (distinct ones) */
+static char *
+event_revs(bl_log_res_t *lr, int64_t base)
+{
+    size_t        i;
+    char         *p, *end;
+    static char   buf[4096];
+
+    p = buf;
+    end = buf + sizeof(buf);
+    buf[0] = '\0';
+
+    for (i = 0; i < lr->nevents && p < end - 32; i++) {
+        if (i > 0 && lr->events[i].rev == lr->events[i - 1].rev) {
+            continue;
+        }
+
+        p += snprintf(p, end - p, "%s%" PRId64, p == buf ? "" : ",",
+                      lr->events[i].rev - base);
+    }
+
+    return buf;
+}
+
+
+static void
+test_log_read(void)
+{
+    int               pages, whole;
+    char              all[16384], paged[16384];
+    res_t             r;
+    int64_t           b, after, cur;
+    bl_txn_req_t     *t;
+    bl_log_res_t     *lr;
+
+    b = current_rev();
+
+    put("w/a", "a1");                                     /* b+1 */
+    put("w/b", "b1");                                     /* b+2 */
+    put("w/a", "a2");                                     /* b+3 */
+    del_full(S("w/b"), S(""), 0);                         /* b+4 */
+    t = txn_new();
+    op_put(t, 0, "w/c", "c1");
+    op_put(t, 0, "w/a", "a3");
+    txn_run(t);                                           /* b+5 */
+    del_full(S("w/a"), S("w/d"), 0);                      /* b+6 */
+    put("w/a", "a4");                                     /* b+7 */
+    put("x/other", "o");                                  /* b+8 */
+
+    cur = current_rev();
+    is_int(cur, b + 8, "log: 8 writes, 8 revisions");
+
+    r = log_run(b, 1000, S(""), S(""));
+    lr = log_ok(r, "every key");
+    if (lr) {
+        is_int(lr->current, cur, "current is the store's revision");
+        is_int(lr->through, cur, "through: up to the current revision");
+        is_int(lr->compact, admin_int("SELECT compact_revision"
+                                      " FROM ballast_meta"),
+               "compact is the store's compact revision");
+        is_str(events(lr, b),
+               "1.0 put w/a=a1 c1 v1 l0; "
+               "2.0 put w/b=b1 c2 v1 l0; "
+               "3.0 put w/a=a2 c1 v2 l0 [a1@1 c1 v1]; "
+               "4.0 del w/b [b1@2 c2 v1]; "
+               "5.0 put w/c=c1 c5 v1 l0; "
+               "5.1 put w/a=a3 c1 v3 l0 [a2@3 c1 v2]; "
+               "6.0 del w/a [a3@5 c1 v3]; "
+               "6.1 del w/c [c1@5 c5 v1]; "
+               "7.0 put w/a=a4 c7 v1 l0; "
+               "8.0 put x/other=o c8 v1 l0",
+               "every key: puts, deletes (tombstones: key and mod_revision"
+               " only), a txn's and a range delete's events in sub order, "
+               "prev of updates and deletes, none of creations");
+        is_int(RT(r), 1, "one round trip");
+        is_int(STMTS(r), 1, "one statement");
+        snprintf(all, sizeof(all), "%s", events(lr, b));
+    }
+
+    lr = log_ok(log_run(b, 1000, S("w/a"), S("")), "one key");
+    if (lr) {
+        is_str(events(lr, b),
+               "1.0 put w/a=a1 c1 v1 l0; "
+               "3.0 put w/a=a2 c1 v2 l0 [a1@1 c1 v1]; "
+               "5.1 put w/a=a3 c1 v3 l0 [a2@3 c1 v2]; "
+               "6.0 del w/a [a3@5 c1 v3]; "
+               "7.0 put w/a=a4 c7 v1 l0",
+               "one key: its events only");
+        is_int(lr->through, cur, "one key: through the current revision");
+    }
+
+    lr = log_ok(log_run(b, 1000, S("w/"), S("w0")), "prefix");
+    if (lr) {
+        is_str(event_revs(lr, b), "1,2,3,4,5,6,7", "prefix w/: its events");
+        is_int(lr->nevents, 9, "prefix w/: 9 events");
+    }
+
+    lr = log_ok(log_run(b, 1000, S("w/b"), S("w/d")), "range");
+    if (lr) {
+        is_str(events(lr, b),
+               "2.0 put w/b=b1 c2 v1 l0; "
+               "4.0 del w/b [b1@2 c2 v1]; "
+               "5.0 put w/c=c1 c5 v1 l0; "
+               "6.1 del w/c [c1@5 c5 v1]",
+               "range [w/b, w/d)");
+    }
+
+    lr = log_ok(log_run(b, 1000, S("w/c"), B("\0", 1)), "from a key");
+    if (lr) {
+        is_str(event_revs(lr, b), "5,6,8", "from w/c: w/c and x/other");
+    }
+
+    lr = log_ok(log_run(b, 1000, B("\0", 1), B("\0", 1)), "from \\0");
+    if (lr) {
+        is_int(lr->nevents, 10, "key \\0 from \\0: every key");
+    }
+
+    lr = log_ok(log_run(b + 2, 3, S(""), S("")), "a page");
+    if (lr) {
+        is_int(lr->through, b + 5, "max_revs 3 after b+2: through b+5");
+        is_str(event_revs(lr, b), "3,4,5", "revisions b+3..b+5");
+        is_int(lr->nevents, 4, "both events of b+5");
+    }
+
+    lr = log_ok(log_run(b + 2, 3, S("x/other"), S("")), "an empty page");
+    if (lr) {
+        ok(lr->through == b + 5 && lr->nevents == 0,
+           "a page without matches still goes through its revisions");
+    }
+
+    /* paging, whatever the page size, gives the same events, never part
+     * of a revision */
+    for (pages = 1; pages <= 3; pages++) {
+        after = b;
+        paged[0] = '\0';
+        whole = 1;
+
+        while (after < cur) {
+            lr = log_run(after, pages, S(""), S("")).result;
+            if (lr == NULL || lr->through <= after) {
+                whole = 0;
+                break;
+            }
+
+            whole &= (lr->through == bl_min(after + pages, cur));
+
+            if (lr->nevents > 0) {
+                whole &= (lr->events[lr->nevents - 1].rev == lr->through);
+                snprintf(paged + strlen(paged), sizeof(paged)
+                         - strlen(paged), "%s%s", paged[0] ? "; " : "",
+                         events(lr, b));
+            }
+
+            after = lr->through;
+        }
+
+        ok(whole && strcmp(paged, all) == 0,
+           "pages of %d revisions: whole revisions, the same events", pages);
+    }
+
+    lr = log_ok(log_run(INT64_MAX / 2, 1000, S(""), S("")), "after > current");
+    if (lr) {
+        ok(lr->nevents == 0 && lr->through == cur && lr->current == cur,
+           "after beyond the current revision: no events, through = "
+           "current");
+    }
+
+    lr = log_ok(log_run(INT64_MAX - 5, 1000, S("w/a"), S("")),
+                "after near INT64_MAX");
+    if (lr) {
+        ok(lr->nevents == 0 && lr->through == cur,
+           "no overflow: no events, through = current");
+    }
+
+    lr = log_ok(log_run(cur, 1000, S(""), S("")), "after = current");
+    if (lr) {
+        ok(lr->nevents == 0 && lr->through == cur, "nothing new");
+    }
+}
+
+
+/* after a compaction: COMPACTED below it, prev gone where compacted */
+static void
+test_log_compacted(void)
+{
+    res_t          r;
+    int64_t        b, c;
+    bl_log_res_t  *lr;
+
+    b = current_rev();
+
+    put("wc/k", "k1");                                    /* b+1 */
+    put("wc/k", "k2");                                    /* b+2 */
+    put("wc/k", "k3");                                    /* b+3 */
+    put("wc/j", "j1");                                    /* b+4 */
+    c = b + 2;
+
+    r = compact_run(c, 1);
+    ok(r.called == 1 && r.st == BL_ST_OK, "compacted to b+2 (physical)");
+
+    r = log_run(c - 2, 1000, S(""), S(""));
+    lr = r.result;
+    ok(r.called == 1 && r.st == BL_ST_COMPACTED && lr != NULL
+       && lr->compact == c && lr->nevents == 0 && lr->current == b + 4,
+       "after < compact - 1: COMPACTED, with the compact revision");
+
+    lr = log_ok(log_run(c - 1, 1000, S("wc/"), S("wc0")),
+                "from the compact revision");
+    if (lr) {
+        /* as etcd: a watch from the compact revision is fine; what
+         * compaction removed of it (k1) is no prev any more */
+        is_str(events(lr, b),
+               "2.0 put wc/k=k2 c1 v2 l0; "
+               "3.0 put wc/k=k3 c1 v3 l0 [k2@2 c1 v2]; "
+               "4.0 put wc/j=j1 c4 v1 l0",
+               "the compacted prev is gone (has_prev 0), the kept one is "
+               "there");
+    }
+
+    r = log_run(c - 2, 1000, S("wc/k"), S(""));
+    ok(r.called == 1 && r.st == BL_ST_COMPACTED && r.result != NULL
+       && ((bl_log_res_t *) r.result)->compact == c,
+       "one key below the compact revision: COMPACTED too");
+}
+
+
+/* EXPLAIN of sql with text parameters, its lines joined by " | " */
+static char *
+explain(const char *sql, int n, const char *const *values)
+{
+    int          i;
+    char        *q, *p, *end;
+    PGresult    *res;
+    static char  buf[8192];
+
+    q = malloc(strlen(sql) + 16);
+    sprintf(q, "EXPLAIN %s", sql);
+    res = PQexecParams(admin, q, n, NULL, values, NULL, NULL, 0);
+    free(q);
+
+    buf[0] = '\0';
+    p = buf;
+    end = buf + sizeof(buf);
+
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        printf("# explain failed: %s", PQerrorMessage(admin));
+    }
+
+    for (i = 0; i < PQntuples(res) && p < end - 512; i++) {
+        p += snprintf(p, end - p, "%s%s", i ? " | " : "",
+                      PQgetvalue(res, i, 0));
+    }
+
+    PQclear(res);
+    return buf;
+}
+
+
+static const char *
+stmt_sql(const char *name)
+{
+    size_t  i;
+
+    for (i = 0; i < bl_pg_nstmts; i++) {
+        if (strcmp(bl_pg_stmts[i].name, name) == 0) {
+            return bl_pg_stmts[i].sql;
+        }
+    }
+
+    return "";
+}
+
+
+/*
+ * The plans: every key walks the primary key in order, one key its
+ * index, neither sorts; a range is planned for its parameters (printed:
+ * which way depends on the data)
+ */
+static void
+test_log_plans(void)
+{
+    char        *plan, after[32], upto[32];
+    int64_t      cur;
+    const char  *v[4];
+
+    admin_sql("ANALYZE ballast_log");
+
+    /* a catch-up page: the last 1000 revisions */
+    cur = current_rev();
+    snprintf(after, sizeof(after), "%" PRId64, cur - 1000);
+    snprintf(upto, sizeof(upto), "%" PRId64, cur);
+    v[0] = after;
+    v[1] = upto;
+    v[2] = "w/a";
+    v[3] = "w0";
+
+    plan = explain(stmt_sql(BL_PG_STMT_LOG_ALL), 2, v);
+    ok(strstr(plan, "on ballast_log_pkey") != NULL
+       && strstr(plan, "ballast_log_key_rev on ballast_log e") == NULL,
+       "every key: by the primary key");
+    printf("# %s\n", plan);
+
+    /* the planner's choice with this test's small log: printed */
+    plan = explain(stmt_sql(BL_PG_STMT_LOG_KEY), 3, v);
+    ok(strstr(plan, "ballast_log e") != NULL, "one key planned");
+    printf("# one key, %s\n", plan);
+
+    v[2] = "c/";
+    v[3] = "c0";
+    plan = explain(bl_pg_log_range_sql, 4, v);
+    ok(strstr(plan, "ballast_log e") != NULL, "a prefix planned");
+    printf("# prefix c/, %s\n", plan);
+
+    v[2] = "w/a";
+    v[3] = "w/b";
+    plan = explain(bl_pg_log_range_sql, 4, v);
+    ok(strstr(plan, "ballast_log e") != NULL, "a narrow range planned");
+    printf("# range [w/a, w/b), %s\n", plan);
+}
+
+
+/* commit notifications */
+
+typedef struct {
+    int       n;
+    int       zeros;
+    int64_t   revs[256];
+    int       nrevs;
+} heard_t;
+
+static heard_t  heard;
+
+static void
+on_commit(void *data, int64_t rev)
+{
+    heard_t  *h = data;
+
+    h->n++;
+
+    if (rev == 0) {
+        h->zeros++;
+        return;
+    }
+
+    if (h->nrevs < (int) bl_nelems(h->revs)) {
+        h->revs[h->nrevs++] = rev;
+    }
+}
+
+
+static int
+heard_until(int64_t rev, int64_t msec)
+{
+    int64_t  waited;
+
+    for (waited = 0; waited < msec; waited += 5) {
+        if (heard.nrevs > 0 && heard.revs[heard.nrevs - 1] >= rev) {
+            return 1;
+        }
+        run_for(5);
+    }
+
+    return 0;
+}
+
+
+static void
+test_listen(void)
+{
+    int                   i, inorder;
+    res_t                 r[20];
+    char                  keys[20][16];
+    int64_t               rev;
+    bl_put_req_t          req;
+
+    memset(&heard, 0, sizeof(heard));
+
+    ok(bl_storage_listen(on_commit, &heard) == BL_OK, "listening");
+    ok(run_until(&heard.zeros, 1, 5000),
+       "called with 0 once connected (look for yourself)");
+
+    rev = put_rev(put("n/a", "1"));
+    ok(heard_until(rev, 2000), "a put's revision heard");
+
+    /* a group commit: one notification, its last revision */
+    heard.nrevs = 0;
+    for (i = 0; i < 20; i++) {
+        memset(&req, 0, sizeof(req));
+        snprintf(keys[i], sizeof(keys[i]), "n/g%02d", i);
+        req.key = S(keys[i]);
+        req.value = S("g");
+        memset(&r[i], 0, sizeof(res_t));
+        bl_storage_put(pool, &req, done_handler, &r[i], NULL);
+    }
+    wait_answers(r, 20, 5000);
+    rev = 0;
+    for (i = 0; i < 20; i++) {
+        rev = bl_max(rev, put_rev(r[i]));
+    }
+    ok(heard_until(rev, 2000), "20 puts at once: the last revision heard");
+    ok(heard.nrevs <= 2, "in %d notification(s), one per batch",
+       heard.nrevs);
+
+    /* writes of another connection (another node), in commit order */
+    heard.nrevs = 0;
+    for (i = 0; i < 10; i++) {
+        admin_sql("SELECT ballast_put('n/other', 'x', 0, 0);"
+                  " SELECT pg_notify('ballast', revision::text)"
+                  " FROM ballast_meta");
+    }
+    rev = current_rev();
+    ok(heard_until(rev, 2000), "another connection's commits heard");
+    inorder = (heard.nrevs == 10);
+    for (i = 1; i < heard.nrevs; i++) {
+        inorder &= (heard.revs[i] == heard.revs[i - 1] + 1);
+    }
+    ok(inorder, "each of them, in commit order (%d)", heard.nrevs);
+
+    /* a write batch that takes no revision notifies nothing new */
+    heard.nrevs = 0;
+    rev = current_rev();
+    del_full(S("n/absent"), S(""), 0);
+    run_for(100);
+    is_int(heard.nrevs, 0, "a delete of nothing: silent");
+    put_full(S("n/a"), S("v"), 424242, 0, 0, 0);
+    run_for(100);
+    ok(heard.nrevs == 0 || (heard.nrevs == 1 && heard.revs[0] == rev),
+       "a failed put: at most the unchanged revision");
+
+    /* the listening connection dies: reconnected, told 0 */
+    i = heard.zeros;
+    is_int(admin_int("SELECT count(pg_terminate_backend(pid))"
+                     " FROM pg_stat_activity"
+                     " WHERE application_name = 'ballast listen'"), 1,
+           "the listening backend terminated");
+    ok(run_until(&heard.zeros, i + 1, 5000),
+       "reconnected and called with 0");
+    rev = put_rev(put("n/a", "after"));
+    ok(heard_until(rev, 2000), "and hears commits again");
+}
+
+
+/* leases */
+
+static res_t
+lease_call(int what, int64_t id, int64_t arg)
+{
+    res_t                r;
+    bl_storage_status_e  st;
+
+    memset(&r, 0, sizeof(r));
+    r.before = bl_storage_stats;
+
+    switch (what) {
+    case 'g':
+        st = bl_storage_lease_grant(pool, id, arg, done_handler, &r, NULL);
+        break;
+    case 'r':
+        st = bl_storage_lease_revoke(pool, id, done_handler, &r, NULL);
+        break;
+    case 'k':
+        st = bl_storage_lease_keepalive(pool, id, done_handler, &r, NULL);
+        break;
+    case 't':
+        st = bl_storage_lease_ttl(pool, id, (int) arg, done_handler, &r,
+                                  NULL);
+        break;
+    case 'l':
+        st = bl_storage_lease_list(pool, done_handler, &r, NULL);
+        break;
+    default:
+        st = bl_storage_lease_expire(pool, arg, done_handler, &r, NULL);
+    }
+
+    if (st != BL_ST_OK) {
+        r.st = st;
+        r.called = -1;
+        return r;
+    }
+
+    run_until(&r.called, 1, 30000);
+    return r;
+}
+
+
+static bl_lease_res_t *
+lease_ok(res_t r, const char *what)
+{
+    if (!ok(r.called == 1 && r.st == BL_ST_OK && r.result != NULL,
+            "%s: answered", what))
+    {
+        printf("#   called %d status %s\n", r.called,
+               bl_storage_status_text(r.st));
+        return NULL;
+    }
+
+    return r.result;
+}
+
+
+static double
+expires_in(int64_t id)
+{
+    char  sql[256];
+
+    snprintf(sql, sizeof(sql), "SELECT extract(epoch FROM expires_at"
+             " - now()) FROM ballast_lease WHERE id = %" PRId64, id);
+    return strtod(admin_str(sql), NULL);
+}
+
+
+static void
+lease_expire_now(int64_t id)
+{
+    char  sql[256];
+
+    snprintf(sql, sizeof(sql), "UPDATE ballast_lease SET expires_at ="
+             " now() - interval '1 second' WHERE id = %" PRId64, id);
+    admin_sql(sql);
+}
+
+
+/*
+ * Leases first .. first + n - 1 of ttl seconds, all posted at once, and
+ * nkeys keys "<prefix>NNN/a", "<prefix>NNN/b", ... on each; 1 if all
+ * went well
+ */
+static int
+grant_many(int64_t first, int n, int64_t ttl, const char *prefix,
+    int nkeys)
+{
+    int            i, j, good;
+    char          *keys;
+    res_t         *r;
+    bl_put_req_t   req;
+
+    r = calloc((size_t) n * (nkeys + 1), sizeof(res_t));
+    keys = calloc((size_t) n * nkeys, 32);
+    good = 1;
+
+    for (i = 0; i < n; i++) {
+        bl_storage_lease_grant(pool, first + i, ttl, done_handler, &r[i],
+                               NULL);
+    }
+    wait_answers(r, n, 30000);
+
+    for (i = 0; i < n; i++) {
+        good &= (r[i].st == BL_ST_OK);
+
+        for (j = 0; j < nkeys; j++) {
+            memset(&req, 0, sizeof(req));
+            snprintf(keys + (i * nkeys + j) * 32, 32, "%s%03d/%c", prefix,
+                     i, 'a' + j);
+            req.key = S(keys + (i * nkeys + j) * 32);
+            req.value = S("x");
+            req.lease = first + i;
+            bl_storage_put(pool, &req, done_handler, &r[n + i * nkeys + j],
+                           NULL);
+        }
+    }
+    wait_answers(r + n, n * nkeys, 30000);
+
+    for (i = 0; i < n * nkeys; i++) {
+        good &= (put_rev(r[n + i]) > 0);
+    }
+
+    free(r);
+    free(keys);
+    return good;
+}
+
+
+static void
+test_lease_basics(void)
+{
+    res_t                 r;
+    int64_t               rev, id;
+    bl_txn_req_t         *t;
+    bl_lease_res_t       *lr;
+    bl_lease_list_res_t  *ll;
+
+    /* what earlier tests left due (lease 777) */
+    lease_call('e', 0, 1000);
+
+    rev = current_rev();
+
+    r = lease_call('g', 0, 10);
+    lr = lease_ok(r, "grant, id 0");
+    if (lr) {
+        ok(lr->id > 0, "the store chose a positive id (%" PRId64 ")",
+           lr->id);
+        ok(lr->ttl == 10 && lr->header_revision == rev,
+           "ttl 10, header the current revision");
+        is_int(RT(r), 1, "grant: 1 round trip");
+    }
+    id = lr ? lr->id : 0;
+    is_int(current_rev(), rev, "a grant takes no revision");
+
+    lr = lease_ok(lease_call('g', 7001, 5), "grant, id 7001");
+    ok(lr && lr->id == 7001 && lr->ttl == 5, "the id asked for");
+    r = lease_call('g', 7001, 30);
+    ok(r.called == 1 && r.st == BL_ST_LEASE_EXISTS && r.result == NULL,
+       "the same id again: lease exists");
+    is_str(bl_storage_status_text(BL_ST_LEASE_EXISTS), "lease already exists",
+           "its text");
+
+    r = lease_call('l', 0, 0);
+    ll = r.result;
+    if (ok(r.called == 1 && r.st == BL_ST_OK && ll != NULL, "list")) {
+        size_t  i, found = 0, sorted = 1;
+
+        for (i = 0; i < ll->nids; i++) {
+            found += (ll->ids[i] == id || ll->ids[i] == 7001);
+            sorted &= (i == 0 || ll->ids[i] > ll->ids[i - 1]);
+        }
+        ok(found == 2 && sorted && ll->header_revision == rev,
+           "both ids among %zu, in order", ll->nids);
+    }
+
+    /* TimeToLive truncates as etcd: 4 right after a grant of 5 */
+    lr = lease_ok(lease_call('t', 7001, 0), "ttl");
+    if (lr) {
+        ok(lr->id == 7001 && lr->ttl == 5 && lr->remaining == 4,
+           "granted 5, remaining 4 (truncated): %" PRId64, lr->remaining);
+        ok(lr->nkeys == 0 && lr->keys == NULL, "no keys");
+    }
+    r = lease_call('t', 123456789, 1);
+    ok(r.called == 1 && r.st == BL_ST_LEASE_NOT_FOUND,
+       "ttl of an unknown lease: not found");
+
+    put_full(S("l/c"), S("3"), 7001, 0, 0, 0);
+    put_full(S("l/a"), S("1"), 7001, 0, 0, 0);
+    put_full(S("l/b"), S("2"), 7001, 0, 0, 0);
+    r = lease_call('t', 7001, 1);
+    lr = lease_ok(r, "ttl with keys");
+    if (lr && ok(lr->nkeys == 3, "3 keys attached")) {
+        ok(lr->keys[0].len == 3 && memcmp(lr->keys[0].data, "l/a", 3) == 0
+           && memcmp(lr->keys[1].data, "l/b", 3) == 0
+           && memcmp(lr->keys[2].data, "l/c", 3) == 0, "in key order");
+        is_int(RT(r), 1, "ttl with keys: 1 round trip");
+    }
+
+    /* keepalive */
+    admin_sql("UPDATE ballast_lease SET expires_at = now()"
+              " + interval '1 second' WHERE id = 7001");
+    ok(expires_in(7001) < 1.5, "lease 7001 about to expire");
+    r = lease_call('k', 7001, 0);
+    lr = lease_ok(r, "keepalive");
+    if (lr) {
+        ok(lr->id == 7001 && lr->ttl == 5 && lr->header_revision
+           == current_rev(), "answers the granted ttl and the revision");
+        ok(expires_in(7001) > 4.5, "the deadline moved to now + 5 s");
+        is_int(RT(r), 1, "keepalive: 1 round trip");
+    }
+    r = lease_call('k', 123456789, 0);
+    ok(r.called == 1 && r.st == BL_ST_LEASE_NOT_FOUND,
+       "keepalive of an unknown lease: not found");
+
+    /* an expired lease not revoked yet: as etcd, not renewable, but it
+     * still holds (and takes) keys until the expiry revokes it */
+    lease_expire_now(id);
+    r = lease_call('k', id, 0);
+    ok(r.called == 1 && r.st == BL_ST_LEASE_NOT_FOUND,
+       "keepalive of an expired lease: not found");
+    ok(expires_in(id) < 0, "and not renewed");
+    lr = lease_ok(lease_call('t', id, 0), "ttl of an expired lease");
+    if (lr) {
+        ok(lr->remaining <= 0 && lr->remaining >= -1,
+           "remaining %" PRId64 " (etcd's truncation of a negative time)",
+           lr->remaining);
+    }
+    r = put_full(S("l/late"), S("x"), id, 0, 0, 0);
+    ok(put_rev(r) > 0, "put with an expired, unrevoked lease: attached");
+    t = txn_new();
+    op_put(t, 0, "l/late2", "y")->lease = id;
+    ok(txn_ok(txn_run(t), "txn put with it") != NULL,
+       "a txn put with it too");
+
+    /* revoke */
+    rev = current_rev();
+    r = lease_call('r', 7001, 0);
+    lr = lease_ok(r, "revoke");
+    if (lr) {
+        is_int(lr->header_revision, rev + 1, "header: the new revision");
+        is_str(log_at(rev + 1), "0:l/a:del,1:l/b:del,2:l/c:del",
+               "its keys deleted in one revision, in key order");
+        is_int(RT(r), 1, "revoke: 1 round trip");
+    }
+    r = lease_call('r', 7001, 0);
+    ok(r.called == 1 && r.st == BL_ST_LEASE_NOT_FOUND,
+       "revoke it again: not found");
+    r = put_full(S("l/a"), S("1"), 7001, 0, 0, 0);
+    ok(r.called == 1 && r.st == BL_ST_LEASE_NOT_FOUND,
+       "put with the revoked lease: not found");
+
+    lr = lease_ok(lease_call('g', 7002, 60), "grant 7002");
+    rev = current_rev();
+    lr = lease_ok(lease_call('r', 7002, 0), "revoke a lease without keys");
+    ok(lr && lr->header_revision == rev && current_rev() == rev,
+       "no key: no revision, header the current one");
+
+    /* the expired lease goes with its expiry, and its late key */
+    rev = current_rev();
+    lr = lease_ok(lease_call('e', 0, 100), "expire");
+    if (lr) {
+        bl_lease_expire_res_t  *er = (bl_lease_expire_res_t *) lr;
+        ok(er->revoked >= 1 && !er->more, "the expired lease revoked");
+    }
+    is_str(log_at(rev + 1), "0:l/late:del,1:l/late2:del", "with its keys");
+    r = lease_call('t', id, 0);
+    ok(r.st == BL_ST_LEASE_NOT_FOUND, "and it is gone");
+}
+
+
+/* keepalives posted together share one statement; one of them cancelled
+ * in flight takes the others with it no more */
+#define NKA_GROUP  50
+
+static void
+test_keepalive_group(void)
+{
+    int                   i, n, good, never;
+    res_t                 r[NKA_GROUP];
+    bl_storage_op_t      *ops[NKA_GROUP];
+    bl_storage_stats_t    before;
+
+    ok(grant_many(7100000, 10, 30, "", 0), "10 leases");
+
+    memset(r, 0, sizeof(r));
+    before = bl_storage_stats;
+
+    for (i = 0; i < NKA_GROUP; i++) {
+        /* every fifth one unknown */
+        bl_storage_lease_keepalive(pool, (i % 5 == 4) ? 7199999
+                                                      : 7100000 + i % 10,
+                                   done_handler, &r[i], &ops[i]);
+    }
+
+    /* sent now (the dispatch the loop would run), not answered before
+     * the loop runs: cancel the first, whose statement carries the group,
+     * and another one, both in flight */
+    bl_pg_dispatch_handler(bl_loop, &bl_pg.dispatch, 0);
+    ok(ops[0]->batch != NULL && ops[7]->batch != NULL && ops[7]->merged,
+       "in flight, merged into the first one's statement");
+    bl_storage_cancel(ops[0]);
+    bl_storage_cancel(ops[7]);
+
+    never = 0;
+    for (n = 0; n < 400; n++) {
+        good = 0;
+        for (i = 0; i < NKA_GROUP; i++) {
+            good += (r[i].called != 0);
+        }
+        if (good == NKA_GROUP - 2) {
+            break;
+        }
+        run_for(5);
+    }
+    run_for(20);
+    never = (r[0].called == 0 && r[7].called == 0);
+
+    good = 0;
+    for (i = 1; i < NKA_GROUP; i++) {
+        if (i == 7) {
+            continue;
+        }
+        if (i % 5 == 4) {
+            good += (r[i].called == 1 && r[i].st == BL_ST_LEASE_NOT_FOUND);
+        } else {
+            good += (r[i].called == 1 && r[i].st == BL_ST_OK
+                     && ((bl_lease_res_t *) r[i].result)->id
+                        == 7100000 + i % 10
+                     && ((bl_lease_res_t *) r[i].result)->ttl == 30);
+        }
+    }
+    is_int(good, NKA_GROUP - 2, "%d keepalives answered, the unknown ones "
+           "not found", NKA_GROUP - 2);
+    ok(never, "the cancelled ones never");
+    is_int(bl_storage_stats.round_trips - before.round_trips, 1,
+           "%d keepalives: 1 round trip", NKA_GROUP);
+    is_int(bl_storage_stats.statements - before.statements, 1,
+           "and 1 statement");
+}
+
+
+#define NBIG  1000
+
+static void
+test_lease_revoke_big(void)
+{
+    int             i, n;
+    res_t          *r, rv;
+    char           *keys, sql[256];
+    int64_t         rev, id;
+    bl_put_req_t    req;
+    bl_log_res_t   *lr;
+    bl_lease_res_t *gr;
+
+    gr = lease_ok(lease_call('g', 0, 60), "grant for 1000 keys");
+    id = gr ? gr->id : 0;
+
+    r = calloc(NBIG, sizeof(res_t));
+    keys = calloc(NBIG, 16);
+
+    for (i = 0; i < NBIG; i++) {
+        memset(&req, 0, sizeof(req));
+        /* posted out of key order */
+        snprintf(keys + i * 16, 16, "lb/%04d", (i * 7919) % NBIG);
+        req.key = S(keys + i * 16);
+        req.value = S("v");
+        req.lease = id;
+        bl_storage_put(pool, &req, done_handler, &r[i], NULL);
+    }
+    wait_answers(r, NBIG, 30000);
+    n = 0;
+    for (i = 0; i < NBIG; i++) {
+        n += (put_rev(r[i]) > 0);
+    }
+    is_int(n, NBIG, "1000 keys attached");
+
+    rev = current_rev();
+    rv = lease_call('r', id, 0);
+    ok(rv.called == 1 && rv.st == BL_ST_OK
+       && ((bl_lease_res_t *) rv.result)->header_revision == rev + 1,
+       "revoked in one revision");
+    is_int(RT(rv), 1, "in 1 round trip");
+    is_int(admin_int("SELECT count(*) FROM ballast_kv WHERE key >= 'lb/'"
+                     " AND key < 'lb0'"), 0, "the 1000 keys are gone");
+    snprintf(sql, sizeof(sql), "SELECT count(*) FROM ballast_log"
+             " WHERE rev = %" PRId64 " AND kind = 1", rev + 1);
+    is_int(admin_int(sql), NBIG, "1000 tombstones");
+
+    lr = log_ok(log_run(rev, 1000, S("lb/"), S("lb0")), "log of the revoke");
+    if (lr && ok(lr->nevents == NBIG, "1000 DELETE events")) {
+        n = 0;
+        for (i = 0; i < NBIG; i++) {
+            snprintf(sql, sizeof(sql), "lb/%04d", i);
+            n += (lr->events[i].rev == rev + 1 && lr->events[i].sub == i
+                  && lr->events[i].deleted && lr->events[i].has_prev
+                  && lr->events[i].kv.key.len == 7
+                  && memcmp(lr->events[i].kv.key.data, sql, 7) == 0);
+        }
+        is_int(n, NBIG, "one revision, subs 0..999 in key order, each with "
+               "its prev");
+    }
+
+    free(r);
+    free(keys);
+}
+
+
+/* expiry: only due leases, each in its own revision, at most max */
+static void
+test_lease_expire(void)
+{
+    int                     i;
+    res_t                   r;
+    char                    key[32];
+    int64_t                 rev, ids[3];
+    bl_lease_expire_res_t  *er;
+
+    for (i = 0; i < 3; i++) {
+        ids[i] = ((bl_lease_res_t *) lease_call('g', 0, 100).result)->id;
+        snprintf(key, sizeof(key), "le/%d", i);
+        put_full(S(key), S("x"), ids[i], 0, 0, 0);
+    }
+
+    r = lease_call('e', 0, 10);
+    er = r.result;
+    ok(r.called == 1 && r.st == BL_ST_OK && er && er->revoked == 0
+       && !er->more, "nothing due: nothing revoked");
+
+    lease_expire_now(ids[0]);
+    lease_expire_now(ids[1]);
+    rev = current_rev();
+
+    r = lease_call('e', 0, 1);
+    er = r.result;
+    ok(er && er->revoked == 1 && er->more, "max 1: one revoked, more due");
+    is_int(RT(r), 1, "expire: 1 round trip");
+    r = lease_call('e', 0, 10);
+    er = r.result;
+    ok(er && er->revoked == 1 && !er->more, "then the other, no more");
+    is_int(current_rev(), rev + 2, "two leases with keys: two revisions");
+    ok(strstr(log_at(rev + 1), ":del") && strstr(log_at(rev + 2), ":del"),
+       "each its own revision");
+    is_int(admin_int("SELECT count(*) FROM ballast_kv WHERE key >= 'le/'"
+                     " AND key < 'le0'"), 1, "the key of the live lease "
+                     "stays");
+    ok(lease_call('t', ids[2], 0).st == BL_ST_OK, "the live lease stays");
+    lease_call('r', ids[2], 0);
+}
+
+
+/* several nodes expire at once: each lease revoked once */
+#define NRACE    200
+#define NRACERS  3
+
+static void
+test_lease_expire_race(void)
+{
+    int          i, j, busy[NRACERS], left, revoked, calls;
+    char         sql[256];
+    res_t        r;
+    int64_t      rev;
+    PGconn      *pc[NRACERS];
+    PGresult    *res;
+
+    ok(grant_many(8000000, NRACE, 100, "lr/", 2),
+       "%d leases with 2 keys each", NRACE);
+    admin_sql("UPDATE ballast_lease SET expires_at = now()"
+              " - interval '1 second' WHERE id >= 8000000 AND id < 8001000");
+    rev = current_rev();
+
+    /* NRACERS other "nodes" and this one, 20 leases a call each */
+    for (i = 0; i < NRACERS; i++) {
+        pc[i] = PQconnectdb(dsn);
+        busy[i] = 0;
+    }
+
+    revoked = 0;
+    calls = 0;
+    left = NRACERS;
+    memset(&r, 0, sizeof(r));
+    r.called = 1;
+    r.st = BL_ST_OK;
+    r.result = NULL;
+    j = 1;   /* this node still expiring */
+
+    while (left > 0 || j) {
+        for (i = 0; i < NRACERS; i++) {
+            if (pc[i] == NULL) {
+                continue;
+            }
+            if (!busy[i]) {
+                PQsendQuery(pc[i], "SELECT revoked FROM"
+                                   " ballast_lease_expire(20)");
+                busy[i] = 1;
+                continue;
+            }
+            PQconsumeInput(pc[i]);
+            if (PQisBusy(pc[i])) {
+                continue;
+            }
+            while ((res = PQgetResult(pc[i])) != NULL) {
+                if (PQresultStatus(res) == PGRES_TUPLES_OK) {
+                    int n = atoi(PQgetvalue(res, 0, 0));
+                    revoked += n;
+                    calls++;
+                    if (n == 0) {
+                        PQfinish(pc[i]);
+                        pc[i] = NULL;
+                        left--;
+                    }
+                } else {
+                    printf("# racer: %s", PQerrorMessage(pc[i]));
+                }
+                PQclear(res);
+            }
+            busy[i] = 0;
+        }
+
+        if (j && r.called) {
+            if (r.result != NULL) {
+                int64_t n = ((bl_lease_expire_res_t *) r.result)->revoked;
+                revoked += (int) n;
+                calls++;
+                j = (n > 0);
+            }
+            if (j) {
+                memset(&r, 0, sizeof(r));
+                if (bl_storage_lease_expire(pool, 20, done_handler, &r,
+                                            NULL)
+                    != BL_ST_OK)
+                {
+                    j = 0;
+                }
+            }
+        }
+
+        run_for(1);
+    }
+
+    is_int(revoked, NRACE, "%d leases expired by %d nodes at once, in %d "
+           "calls: each once", NRACE, NRACERS + 1, calls);
+    snprintf(sql, sizeof(sql), "SELECT count(*) FROM ballast_log WHERE rev"
+             " > %" PRId64 " AND kind = 1 AND key >= 'lr/' AND key < 'lr0'",
+             rev);
+    is_int(admin_int(sql), 2 * NRACE, "each key deleted once");
+    snprintf(sql, sizeof(sql), "SELECT count(DISTINCT rev) FROM ballast_log"
+             " WHERE rev > %" PRId64 " AND key >= 'lr/' AND key < 'lr0'",
+             rev);
+    is_int(admin_int(sql), NRACE, "each lease in a revision of its own");
+    snprintf(sql, sizeof(sql), "SELECT count(*) FROM (SELECT rev FROM"
+             " ballast_log WHERE rev > %" PRId64 " GROUP BY rev"
+             " HAVING count(*) = 2"
+             " AND count(DISTINCT substr(key, 1, 7)) = 1) x", rev);
+    is_int(admin_int(sql), NRACE, "both keys of a lease in its revision");
+    is_int(current_rev(), rev + NRACE, "revisions still gap-free");
+}
+
+
+/* an op's answer, without run_for's 5 ms steps: for timings */
+static void
+wait_called(res_t *r)
+{
+    while (r->called == 0) {
+        ev_run(bl_loop, EVRUN_ONCE);
+    }
+}
+
+
+/* figures: keepalives per second with many outstanding, and the cost of
+ * expiry */
+#define NKA_LEASES   1000
+#define NKA_TOTAL    100000
+#define NKA_OUT      5000
+
+static int  ka_done, ka_ok;
+
+static void
+ka_handler(void *data, bl_storage_status_e st, void *result)
+{
+    BL_UNUSED(data);
+    BL_UNUSED(result);
+
+    ka_done++;
+    ka_ok += (st == BL_ST_OK);
+}
+
+
+static void
+test_lease_figures(void)
+{
+    int                 i, sent, n, out;
+    res_t               r;
+    double              t0, ms;
+    bl_storage_stats_t  before;
+
+    ok(grant_many(9000000, NKA_LEASES, 60, "", 0), "%d leases granted",
+       NKA_LEASES);
+
+    /* outstanding: as a node with some clients, and with many */
+    for (out = 100; out <= NKA_OUT; out *= 50) {
+        ka_done = 0;
+        ka_ok = 0;
+        sent = 0;
+        before = bl_storage_stats;
+        ev_now_update(bl_loop);
+        t0 = ev_time();
+
+        while (ka_done < NKA_TOTAL) {
+            while (sent < NKA_TOTAL && sent - ka_done < out) {
+                if (bl_storage_lease_keepalive(pool,
+                                               9000000 + sent % NKA_LEASES,
+                                               ka_handler, NULL, NULL)
+                    != BL_ST_OK)
+                {
+                    break;
+                }
+                sent++;
+            }
+            ev_run(bl_loop, EVRUN_ONCE);
+        }
+
+        ev_now_update(bl_loop);
+        ms = (ev_time() - t0) * 1000.0;
+        is_int(ka_ok, NKA_TOTAL, "%d keepalives answered", NKA_TOTAL);
+        printf("# keepalives: %d in %.0f ms = %.0f/s, %d outstanding, "
+               "%" PRIu64 " round trips, %" PRIu64 " statements\n",
+               NKA_TOTAL, ms, NKA_TOTAL / ms * 1000.0, out,
+               bl_storage_stats.round_trips - before.round_trips,
+               bl_storage_stats.statements - before.statements);
+        ok(bl_storage_stats.statements - before.statements
+           < NKA_TOTAL / 10, "keepalives share statements");
+    }
+
+    /* expiry: nothing due (the usual call), then 1000 due, 100 of them
+     * with a key */
+    n = 100;
+    ev_now_update(bl_loop);
+    t0 = ev_time();
+    for (i = 0; i < n; i++) {
+        memset(&r, 0, sizeof(r));
+        bl_storage_lease_expire(pool, 1000, done_handler, &r, NULL);
+        wait_called(&r);
+    }
+    ev_now_update(bl_loop);
+    printf("# expire with nothing due: %.3f ms a call (round trip "
+           "included)\n", (ev_time() - t0) * 1000.0 / n);
+
+    {
+        res_t         pr[NKA_LEASES / 10];
+        char          keys[NKA_LEASES / 10][16];
+        bl_put_req_t  req;
+
+        memset(pr, 0, sizeof(pr));
+
+        for (i = 0; i < NKA_LEASES / 10; i++) {
+            memset(&req, 0, sizeof(req));
+            snprintf(keys[i], sizeof(keys[i]), "lf/%04d", i);
+            req.key = S(keys[i]);
+            req.value = S("x");
+            req.lease = 9000000 + i * 10;
+            bl_storage_put(pool, &req, done_handler, &pr[i], NULL);
+        }
+        wait_answers(pr, NKA_LEASES / 10, 30000);
+    }
+    admin_sql("UPDATE ballast_lease SET expires_at = now()"
+              " - interval '1 second' WHERE id >= 9000000"
+              " AND id < 9001000");
+    ev_now_update(bl_loop);
+    t0 = ev_time();
+    memset(&r, 0, sizeof(r));
+    bl_storage_lease_expire(pool, 1000, done_handler, &r, NULL);
+    wait_called(&r);
+    ev_now_update(bl_loop);
+    ms = (ev_time() - t0) * 1000.0;
+    ok(r.st == BL_ST_OK
+       && ((bl_lease_expire_res_t *) r.result)->revoked == NKA_LEASES,
+       "1000 due leases expired in one call");
+    printf("# expire of %d due leases (%d with a key): %.1f ms, %.3f ms a "
+           "lease\n", NKA_LEASES, NKA_LEASES / 10, ms, ms / NKA_LEASES);
+}
+
+
+/* figures: puts per second with many outstanding (the NOTIFY's cost is
+ * the difference with and without it) */
+#define NRATE      20000
+#define NRATE_OUT  1000
+
+static int  rate_done, rate_ok;
+
+static void
+rate_handler(void *data, bl_storage_status_e st, void *result)
+{
+    BL_UNUSED(data);
+    BL_UNUSED(result);
+
+    rate_done++;
+    rate_ok += (st == BL_ST_OK);
+}
+
+
+static void
+test_put_rate(void)
+{
+    int                 sent;
+    char                key[NRATE_OUT][16];
+    double              t0, ms;
+    bl_put_req_t        req;
+    bl_storage_stats_t  before;
+
+    rate_done = 0;
+    rate_ok = 0;
+    sent = 0;
+    before = bl_storage_stats;
+    ev_now_update(bl_loop);
+    t0 = ev_time();
+
+    while (rate_done < NRATE) {
+        while (sent < NRATE && sent - rate_done < NRATE_OUT) {
+            memset(&req, 0, sizeof(req));
+            snprintf(key[sent % NRATE_OUT], 16, "pr/%04d",
+                     sent % NRATE_OUT);
+            req.key = S(key[sent % NRATE_OUT]);
+            req.value = S("0123456789abcdef0123456789abcdef");
+            if (bl_storage_put(pool, &req, rate_handler, NULL, NULL)
+                != BL_ST_OK)
+            {
+                break;
+            }
+            sent++;
+        }
+        ev_run(bl_loop, EVRUN_ONCE);
+    }
+
+    ev_now_update(bl_loop);
+    ms = (ev_time() - t0) * 1000.0;
+    is_int(rate_ok, NRATE, "%d puts", NRATE);
+    printf("# puts: %d in %.0f ms = %.0f/s, %d outstanding, %" PRIu64
+           " write batches\n", NRATE, ms, NRATE / ms * 1000.0, NRATE_OUT,
+           bl_storage_stats.write_batches - before.write_batches);
+}
+
+
 int
 main(void)
 {
@@ -2557,6 +3856,17 @@ main(void)
     test_compact();
     test_compact_big();
     test_compact_resume();
+    test_log_read();
+    test_log_compacted();
+    test_log_plans();
+    test_listen();
+    test_lease_basics();
+    test_keepalive_group();
+    test_lease_revoke_big();
+    test_lease_expire();
+    test_lease_expire_race();
+    test_lease_figures();
+    test_put_rate();
     test_delete_all();
     test_group_commit();
     test_batch_failure();
