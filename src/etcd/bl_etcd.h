@@ -14,6 +14,8 @@
 typedef struct {
     size_t     max_request_bytes;    /* etcd --max-request-bytes */
     int64_t    max_txn_ops;          /* etcd --max-txn-ops */
+    int64_t    progress_interval;    /* watch { progress_notify_interval } */
+    size_t     watch_send_buffer;    /* watch { send_buffer } */
 } bl_etcd_conf_t;
 
 /* an etcd error: gRPC code + the exact message etcd sends */
@@ -47,5 +49,15 @@ void bl_etcd_reply(bl_grpc_call_t *call, const ProtobufCMessage *msg);
 /* the KV service's methods */
 extern const bl_grpc_method_t  bl_etcd_kv_methods[];
 extern const size_t            bl_etcd_kv_nmethods;
+
+/* the Watch service's method (bl_etcd_watch.c) */
+extern const bl_grpc_method_t  bl_etcd_watch_methods[];
+extern const size_t            bl_etcd_watch_nmethods;
+
+/* the Lease service's methods, and the expiry job the watcher process
+ * runs (bl_etcd_lease.c) */
+extern const bl_grpc_method_t  bl_etcd_lease_methods[];
+extern const size_t            bl_etcd_lease_nmethods;
+bl_int_t bl_etcd_lease_expiry_start(void);
 
 #endif /* BL_ETCD_H */

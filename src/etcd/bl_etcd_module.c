@@ -1,7 +1,7 @@
 /*
- * The etcd service module: its `limits { }` directives, the response
- * header, the error table, and the registration of every service's
- * methods with the gRPC transport when a worker starts.
+ * The etcd service module: its `limits { }` and `watch { }` directives,
+ * the response header, the error table, and the registration of every
+ * service's methods with the gRPC transport when a worker starts.
  */
 #include <bl_core.h>
 #include <bl_cycle.h>
@@ -13,10 +13,22 @@
 #define BL_ETCD_GRPC_OVERHEAD  (512 * 1024)
 /* stable and never decreasing: Patroni switches nodes if it drops */
 #define BL_ETCD_RAFT_TERM      1
+/* etcd's --experimental-watch-progress-notify-interval: default, minimum */
+#define BL_ETCD_PROGRESS_DEFAULT  (10 * 60 * 1000)
+#define BL_ETCD_PROGRESS_MIN      100
+/*
+ * What a Watch stream may have queued for a slow reader before its
+ * watches are paused (they catch up from the log once it drained): room
+ * for one event of the largest value with its prev_kv (2 x 1.5 MiB by
+ * default) and then some, so that a healthy stream never pauses.
+ */
+#define BL_ETCD_WATCH_SEND_BUFFER (4 * 1024 * 1024)
 
 static void *bl_etcd_create_conf(bl_cycle_t *cycle);
 static char *bl_etcd_init_conf(bl_cycle_t *cycle, void *conf);
 static bl_int_t bl_etcd_init_process(bl_cycle_t *cycle, bl_uint_t process);
+static char *bl_etcd_set_watch(bl_conf_t *cf, const bl_command_t *cmd,
+    void *conf);
 
 static const bl_conf_num_bounds_t  bl_etcd_txn_ops_bounds = { 1, 100000 };
 
@@ -25,6 +37,12 @@ static const bl_command_t  bl_etcd_commands[] = {
       offsetof(bl_etcd_conf_t, max_request_bytes), NULL },
     { "max_txn_ops", BL_LIMITS_CONF | BL_CONF_TAKE1, bl_conf_set_num,
       offsetof(bl_etcd_conf_t, max_txn_ops), &bl_etcd_txn_ops_bounds },
+    { "watch", BL_MAIN_CONF | BL_CONF_BLOCK | BL_CONF_NOARGS,
+      bl_etcd_set_watch, 0, NULL },
+    { "progress_notify_interval", BL_WATCH_CONF | BL_CONF_TAKE1,
+      bl_conf_set_msec, offsetof(bl_etcd_conf_t, progress_interval), NULL },
+    { "send_buffer", BL_WATCH_CONF | BL_CONF_TAKE1, bl_conf_set_size,
+      offsetof(bl_etcd_conf_t, watch_send_buffer), NULL },
     bl_null_command
 };
 
@@ -57,6 +75,8 @@ static const bl_etcd_error_t  bl_etcd_storage_errors[] = {
                               "etcdserver: key not found" },
     [BL_ST_LEASE_NOT_FOUND] = { BL_GRPC_NOT_FOUND,
                                 "etcdserver: requested lease not found" },
+    [BL_ST_LEASE_EXISTS] = { BL_GRPC_FAILED_PRECONDITION,
+                             "etcdserver: lease already exists" },
     [BL_ST_TOO_MANY_REQUESTS] = { BL_GRPC_RESOURCE_EXHAUSTED,
                                   "etcdserver: too many requests" },
     [BL_ST_INTERNAL] = { BL_GRPC_INTERNAL, "etcdserver: internal error" },
@@ -82,6 +102,8 @@ bl_etcd_create_conf(bl_cycle_t *cycle)
     }
     ecf->max_request_bytes = BL_CONF_UNSET_SIZE;
     ecf->max_txn_ops = BL_CONF_UNSET;
+    ecf->progress_interval = BL_CONF_UNSET_MSEC;
+    ecf->watch_send_buffer = BL_CONF_UNSET_SIZE;
     return ecf;
 }
 
@@ -99,7 +121,35 @@ bl_etcd_init_conf(bl_cycle_t *cycle, void *conf)
                      "most 64m");
         return BL_CONF_ERROR;
     }
+
+    bl_conf_init_msec_value(ecf->progress_interval,
+                            BL_ETCD_PROGRESS_DEFAULT);
+    if (ecf->progress_interval <= 0) {
+        bl_log_error(BL_LOG_EMERG, 0, "\"progress_notify_interval\" must "
+                     "be at least %dms", BL_ETCD_PROGRESS_MIN);
+        return BL_CONF_ERROR;
+    }
+    if (ecf->progress_interval < BL_ETCD_PROGRESS_MIN) {
+        /* etcd raises it too, with a warning */
+        bl_log_error(BL_LOG_WARN, 0, "\"progress_notify_interval\" raised "
+                     "to the minimum of %dms", BL_ETCD_PROGRESS_MIN);
+        ecf->progress_interval = BL_ETCD_PROGRESS_MIN;
+    }
+    bl_conf_init_size_value(ecf->watch_send_buffer,
+                            BL_ETCD_WATCH_SEND_BUFFER);
+    if (ecf->watch_send_buffer == 0) {
+        bl_log_error(BL_LOG_EMERG, 0, "\"send_buffer\" must not be 0");
+        return BL_CONF_ERROR;
+    }
     return BL_CONF_OK;
+}
+
+static char *
+bl_etcd_set_watch(bl_conf_t *cf, const bl_command_t *cmd, void *conf)
+{
+    (void) cmd;
+    (void) conf;
+    return bl_conf_parse_block(cf, BL_WATCH_CONF, NULL);
 }
 
 /* FNV-1a of the node name: stable across restarts, non-zero */
@@ -122,6 +172,10 @@ bl_etcd_init_process(bl_cycle_t *cycle, bl_uint_t process)
 {
     bl_etcd_conf_t  *ecf;
 
+    if (process == BL_PROCESS_WATCHER) {
+        /* node-wide jobs: lease expiry (the store lets one node take each) */
+        return bl_etcd_lease_expiry_start();
+    }
     if (process != BL_PROCESS_WORKER) {
         return BL_OK;
     }
@@ -131,7 +185,15 @@ bl_etcd_init_process(bl_cycle_t *cycle, bl_uint_t process)
 
     bl_grpc_set_limits(ecf->max_request_bytes + BL_ETCD_GRPC_OVERHEAD, 0);
 
-    return bl_grpc_register(bl_etcd_kv_methods, bl_etcd_kv_nmethods);
+    if (bl_grpc_register(bl_etcd_kv_methods, bl_etcd_kv_nmethods) != BL_OK) {
+        return BL_ERROR;
+    }
+    if (bl_grpc_register(bl_etcd_lease_methods, bl_etcd_lease_nmethods)
+        != BL_OK)
+    {
+        return BL_ERROR;
+    }
+    return bl_grpc_register(bl_etcd_watch_methods, bl_etcd_watch_nmethods);
 }
 
 Etcdserverpb__ResponseHeader *

@@ -60,6 +60,9 @@ struct bl_watch_s {
 typedef struct {
     ev_io                 wake;
     ev_timer              poll;
+    ev_timer              probe;       /* until the ring knows the store */
+    bl_pool_t            *probe_pool;
+    bl_storage_op_t      *probe_op;
     bl_ring_cursor_t      cursor;
     int64_t               rev;         /* the ring revision reached */
     unsigned              started:1;
@@ -128,7 +131,9 @@ bl_watch_store_revision(void)
 int
 bl_watch_synced(bl_watch_t *w)
 {
-    return w->state == BL_SUB_SYNCED && w->through >= bl_hub.rev;
+    /* a synced subscription has been offered every dispatched record,
+     * matching or not; `through` moves only for the matching ones */
+    return w->state == BL_SUB_SYNCED;
 }
 
 int64_t
@@ -607,6 +612,56 @@ bl_hub_poll_cb(struct ev_loop *loop, ev_timer *w, int revents)
     bl_hub_pump();
 }
 
+/*
+ * A ring that the watcher has not filled yet does not know the store's
+ * revision; "now" for a new watch must not be 0 meanwhile, so the worker
+ * asks the store itself until the ring says.
+ */
+static void
+bl_hub_probe_done(void *data, bl_storage_status_e st, void *result)
+{
+    bl_log_res_t  *res = result;
+
+    (void) data;
+    bl_hub.probe_op = NULL;
+    if (st == BL_ST_OK && res) {
+        bl_hub.rev = bl_max(bl_hub.rev, res->current);
+    }
+    bl_pool_destroy(bl_hub.probe_pool);
+    bl_hub.probe_pool = NULL;
+    if (bl_hub.rev == 0) {
+        bl_timer_set(&bl_hub.probe, 50);
+    }
+}
+
+static void
+bl_hub_probe_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    bl_log_req_t          req;
+    bl_storage_status_e   st;
+
+    (void) loop;
+    (void) t;
+    (void) revents;
+    if (bl_hub.rev != 0 || bl_hub.probe_op) {
+        return;
+    }
+    bl_hub.probe_pool = bl_pool_create(4096);
+    if (bl_hub.probe_pool == NULL) {
+        bl_timer_set(&bl_hub.probe, 50);
+        return;
+    }
+    memset(&req, 0, sizeof(req));
+    req.after = INT64_MAX / 2;          /* nothing: only where it is */
+    req.max_revs = 1;
+    st = bl_storage_log_read(bl_hub.probe_pool, &req, bl_hub_probe_done,
+                             NULL, &bl_hub.probe_op);
+    if (st != BL_ST_OK) {
+        bl_hub.probe_op = NULL;
+        bl_hub_probe_done(NULL, st, NULL);
+    }
+}
+
 bl_int_t
 bl_watch_hub_start(int wake_fd)
 {
@@ -627,6 +682,10 @@ bl_watch_hub_start(int wake_fd)
     ev_io_start(bl_loop, &bl_hub.wake);
     ev_timer_init(&bl_hub.poll, bl_hub_poll_cb, BL_HUB_POLL, BL_HUB_POLL);
     ev_timer_start(bl_loop, &bl_hub.poll);
+    ev_timer_init(&bl_hub.probe, bl_hub_probe_cb, 0.0, 0.0);
+    if (bl_hub.rev == 0) {
+        ev_timer_start(bl_loop, &bl_hub.probe);
+    }
     bl_hub.started = 1;
     return BL_OK;
 }
@@ -640,7 +699,12 @@ bl_watch_hub_stop(void)
     if (bl_hub.started) {
         ev_io_stop(bl_loop, &bl_hub.wake);
         ev_timer_stop(bl_loop, &bl_hub.poll);
+        ev_timer_stop(bl_loop, &bl_hub.probe);
     }
+    if (bl_hub.probe_op) {
+        bl_storage_cancel(bl_hub.probe_op);
+    }
+    bl_pool_destroy(bl_hub.probe_pool);
     bl_watch_index_free(&bl_hub.index);
     bl_buf_release(&bl_hub.rec);
     free(bl_hub.events);

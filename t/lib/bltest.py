@@ -374,7 +374,11 @@ class Tap:
         was given, and exit: 1 if any test failed, else 0."""
         cleanup()
         self._finish()
-        sys.exit(1 if self.failed else 0)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        # grpc's background threads (python etcd3 watches) can crash the
+        # interpreter's own shutdown; everything is cleaned up already
+        os._exit(1 if self.failed else 0)
 
     def _finish(self):
         if not self.finished:
@@ -594,10 +598,12 @@ class Postgres:
 class Etcd:
     """A real single-node etcd 3.4, for differential tests.
 
+    args: more command-line flags (e.g. a progress notify interval).
     Attributes: tmp, endpoint ("127.0.0.1:PORT"), log_path, pid.
     """
 
-    def __init__(self):
+    def __init__(self, args=()):
+        self.args = list(args)
         self.tmp = _tempdir("etcd-")
         self.client_port = free_port()
         self.peer_port = free_port()
@@ -619,7 +625,7 @@ class Etcd:
         argv = [ETCD, "--name", "default", "--data-dir", os.path.join(self.tmp, "data"),
                 "--listen-client-urls", client, "--advertise-client-urls", client,
                 "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-                "--initial-cluster", f"default={peer}"]
+                "--initial-cluster", f"default={peer}", *self.args]
         self._proc = _Proc(argv, self.log_path, cwd=self.tmp, env=_env_without("ETCD"))
         healthy = lambda: etcdctl(self.endpoint, "endpoint", "health").rc == 0
         if not wait_until(lambda: not self._proc.alive() or healthy(), 30) or not self._proc.alive():
