@@ -440,23 +440,18 @@ bl_pg_schema_free(void)
     "  ON $5 <= m.revision AND $5 >= m.compact_revision"                      \
     " WHERE m.id = 1"
 
-#define BL_PG_RANGE_AT_SQL(cond)                                              \
+#define BL_PG_RANGE_AT_SQL(hi)                                                \
     "WITH m AS (SELECT revision, compact_revision FROM ballast_meta"          \
     "           WHERE id = 1),"                                               \
     " h AS MATERIALIZED"                                                      \
-    "  (SELECT DISTINCT ON (l.key) l.key, l.kind, l.create_rev, l.rev,"       \
-    "     l.version, l.lease, l.value"                                        \
-    "   FROM ballast_log l, m"                                                \
-    "   WHERE " cond " AND l.rev <= $5"                                       \
-    "     AND $5 <= m.revision AND $5 >= m.compact_revision"                  \
-    "   ORDER BY l.key, l.rev DESC, l.sub DESC)"                              \
-    " SELECT m.revision, m.compact_revision,"                                 \
-    "  (SELECT count(*) FROM h WHERE kind = 0),"                              \
+    "  (SELECT l.* FROM m, ballast_at($1, " hi ", $5) l"                      \
+    "   WHERE $5 <= m.revision AND $5 >= m.compact_revision)"                 \
+    " SELECT m.revision, m.compact_revision, (SELECT count(*) FROM h),"       \
     "  k.key, k.create_rev, k.rev, k.version, k.lease, k.value"               \
     " FROM m LEFT JOIN LATERAL"                                               \
     "  (SELECT key, create_rev, rev, version, lease,"                         \
     "     CASE WHEN $4 THEN NULL ELSE value END AS value"                     \
-    "   FROM h WHERE kind = 0 ORDER BY key LIMIT $3) k ON true"
+    "   FROM h ORDER BY key LIMIT $3) k ON true"
 
 #define BL_PG_FROM     "key >= $1"
 #define BL_PG_BETWEEN  "key >= $1 AND key < $2"
@@ -646,9 +641,9 @@ const bl_pg_stmt_t  bl_pg_stmts[] = {
       bl_pg_range_types },
     { BL_PG_STMT_RANGE_ONE_AT, BL_PG_RANGE_ONE_AT_SQL, 5,
       bl_pg_range_types },
-    { BL_PG_STMT_RANGE_FROM_AT, BL_PG_RANGE_AT_SQL(BL_PG_FROM), 5,
+    { BL_PG_STMT_RANGE_FROM_AT, BL_PG_RANGE_AT_SQL("NULL::bytea"), 5,
       bl_pg_range_types },
-    { BL_PG_STMT_RANGE_BETWEEN_AT, BL_PG_RANGE_AT_SQL(BL_PG_BETWEEN), 5,
+    { BL_PG_STMT_RANGE_BETWEEN_AT, BL_PG_RANGE_AT_SQL("$2"), 5,
       bl_pg_range_types },
     { BL_PG_STMT_PUT, BL_PG_PUT_SQL, 4, bl_pg_put_types },
     { BL_PG_STMT_DELETE, BL_PG_DELETE_SQL, 4, bl_pg_delete_types },
