@@ -557,11 +557,19 @@ const char  bl_pg_log_range_sql[] =
  * says it is not found).  Rows: the revision, then each renewed lease in
  * id order (no row of its own: not found).
  */
+/*
+ * The rows are locked in id order first: two connections renewing
+ * overlapping sets of leases would otherwise lock them in scan order and
+ * could deadlock.
+ */
 #define BL_PG_LEASE_KEEPALIVE_SQL                                             \
-    "WITH u AS (UPDATE ballast_lease"                                         \
-    "           SET expires_at = now() + make_interval(secs => ttl)"          \
+    "WITH l AS (SELECT id FROM ballast_lease"                                 \
     "           WHERE id = ANY($1) AND expires_at > now()"                    \
-    "           RETURNING id, ttl)"                                           \
+    "           ORDER BY id FOR UPDATE),"                                     \
+    " u AS (UPDATE ballast_lease b"                                           \
+    "           SET expires_at = now() + make_interval(secs => b.ttl)"        \
+    "           FROM l WHERE b.id = l.id"                                     \
+    "           RETURNING b.id, b.ttl)"                                       \
     " SELECT m.revision, u.id, u.ttl"                                         \
     " FROM ballast_meta m LEFT JOIN u ON true"                                \
     " WHERE m.id = 1 ORDER BY u.id"
@@ -581,10 +589,11 @@ const char  bl_pg_log_range_sql[] =
     "   WHERE $2 AND x.lease = l.id AND x.lease <> 0) k ON true"              \
     " WHERE m.id = 1 ORDER BY k.key"
 
+/* etcd lists leases by expiry (lessor.Leases sorts leasesByExpiry) */
 #define BL_PG_LEASE_LIST_SQL                                                  \
     "SELECT m.revision, l.id"                                                 \
     " FROM ballast_meta m LEFT JOIN ballast_lease l ON true"                  \
-    " WHERE m.id = 1 ORDER BY l.id"
+    " WHERE m.id = 1 ORDER BY l.expires_at, l.id"
 
 #define BL_PG_LEASE_EXPIRE_SQL                                                \
     "SELECT revoked, more, rev FROM ballast_lease_expire($1)"
