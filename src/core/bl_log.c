@@ -126,6 +126,16 @@ bl_log_open(bl_log_t *log, const char *file, int level)
     return BL_OK;
 }
 
+void
+bl_log_redirect_stderr(bl_log_t *log)
+{
+    if (log->file && log->fd != STDERR_FILENO
+        && dup2(log->fd, STDERR_FILENO) == -1)
+    {
+        bl_log_error(BL_LOG_ALERT, errno, "dup2(STDERR) failed");
+    }
+}
+
 bl_int_t
 bl_log_reopen(bl_log_t *log)
 {

@@ -45,6 +45,9 @@ const char *bl_log_level_name(int level);
 bl_int_t bl_log_open(bl_log_t *log, const char *file, int level);
 /* reopen after rotation (SIGUSR1); keeps the old fd on failure */
 bl_int_t bl_log_reopen(bl_log_t *log);
+/* a daemon's stderr goes to the log file (stray writes, and no held
+ * pipe of whoever started it); no-op when the log is stderr itself */
+void bl_log_redirect_stderr(bl_log_t *log);
 /* write into log fd and, for levels <= EMERG at start-up, stderr too */
 void bl_log_set_stderr_too(int on);
 

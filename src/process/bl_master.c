@@ -315,6 +315,9 @@ bl_master_reopen(bl_master_t *m)
     bl_log_error(BL_LOG_NOTICE, 0, "signal USR1: reopening logs");
     if (bl_log_reopen(&m->cycle->log) == BL_OK && m->cycle->log.file) {
         ccf = bl_core_conf(m->cycle);
+        if (ccf->daemon) {
+            bl_log_redirect_stderr(&m->cycle->log);
+        }
         /* workers reopen the file themselves without root */
         if (ccf->user.data && geteuid() == 0
             && chown(m->cycle->log.file, ccf->uid, (gid_t) -1) == -1)
@@ -564,6 +567,9 @@ bl_master_run(bl_cycle_t *cycle, bl_cycle_opts_t *opts)
     /* from here the configured log; serious start-up errors on stderr too */
     bl_log = &cycle->log;
     bl_log_set_stderr_too(!ccf->daemon);
+    if (ccf->daemon) {
+        bl_log_redirect_stderr(&cycle->log);
+    }
 
     if (ccf->user.data && geteuid() == 0 && cycle->log.file
         && chown(cycle->log.file, ccf->uid, (gid_t) -1) == -1)
