@@ -80,9 +80,7 @@ bl_etcd_lease_grant_done(void *data, bl_storage_status_e st, void *result)
     Etcdserverpb__LeaseGrantResponse  resp =
         ETCDSERVERPB__LEASE_GRANT_RESPONSE__INIT;
 
-    ctx->op = NULL;
-    if (st != BL_ST_OK) {
-        bl_etcd_fail_storage(call, st);
+    if (bl_etcd_kv_failed(ctx, st)) {
         return;
     }
     resp.header = bl_etcd_header(call->pool, res->header_revision);
@@ -122,10 +120,7 @@ bl_etcd_lease_grant(bl_grpc_call_t *call, const u_char *msg, size_t len)
     }
     st = bl_storage_lease_grant(call->pool, r->id, ttl,
                                 bl_etcd_lease_grant_done, ctx, &ctx->op);
-    if (st != BL_ST_OK) {
-        ctx->op = NULL;
-        bl_etcd_fail_storage(call, st);
-    }
+    bl_etcd_kv_started(ctx, st);
 }
 
 /* LeaseRevoke */
@@ -139,9 +134,7 @@ bl_etcd_lease_revoke_done(void *data, bl_storage_status_e st, void *result)
     Etcdserverpb__LeaseRevokeResponse  resp =
         ETCDSERVERPB__LEASE_REVOKE_RESPONSE__INIT;
 
-    ctx->op = NULL;
-    if (st != BL_ST_OK) {
-        bl_etcd_fail_storage(call, st);
+    if (bl_etcd_kv_failed(ctx, st)) {
         return;
     }
     resp.header = bl_etcd_header(call->pool, res->header_revision);
@@ -171,10 +164,7 @@ bl_etcd_lease_revoke(bl_grpc_call_t *call, const u_char *msg, size_t len)
     }
     st = bl_storage_lease_revoke(call->pool, r->id,
                                  bl_etcd_lease_revoke_done, ctx, &ctx->op);
-    if (st != BL_ST_OK) {
-        ctx->op = NULL;
-        bl_etcd_fail_storage(call, st);
-    }
+    bl_etcd_kv_started(ctx, st);
 }
 
 /* LeaseTimeToLive */
@@ -224,9 +214,7 @@ bl_etcd_lease_ttl_unknown(void *data, bl_storage_status_e st, void *result)
     bl_range_res_t                        *res = result;
     Etcdserverpb__LeaseTimeToLiveRequest  *r = ctx->request;
 
-    ctx->op = NULL;
-    if (st != BL_ST_OK) {
-        bl_etcd_fail_storage(ctx->call, st);
+    if (bl_etcd_kv_failed(ctx, st)) {
         return;
     }
     bl_etcd_lease_ttl_reply(ctx->call, r->id, res->header_revision, NULL);
@@ -243,14 +231,10 @@ bl_etcd_lease_ttl_done(void *data, bl_storage_status_e st, void *result)
     if (st == BL_ST_LEASE_NOT_FOUND) {
         st = bl_etcd_lease_current(ctx->call->pool,
                                    bl_etcd_lease_ttl_unknown, ctx, &ctx->op);
-        if (st != BL_ST_OK) {
-            ctx->op = NULL;
-            bl_etcd_fail_storage(ctx->call, st);
-        }
+        bl_etcd_kv_started(ctx, st);
         return;
     }
-    if (st != BL_ST_OK) {
-        bl_etcd_fail_storage(ctx->call, st);
+    if (bl_etcd_kv_failed(ctx, st)) {
         return;
     }
     bl_etcd_lease_ttl_reply(ctx->call, r->id, res->header_revision, res);
@@ -294,9 +278,7 @@ bl_etcd_lease_list_done(void *data, bl_storage_status_e st, void *result)
         ETCDSERVERPB__LEASE_LEASES_RESPONSE__INIT;
     size_t                             i;
 
-    ctx->op = NULL;
-    if (st != BL_ST_OK) {
-        bl_etcd_fail_storage(call, st);
+    if (bl_etcd_kv_failed(ctx, st)) {
         return;
     }
     resp.header = bl_etcd_header(call->pool, res->header_revision);
@@ -335,10 +317,7 @@ bl_etcd_lease_list(bl_grpc_call_t *call, const u_char *msg, size_t len)
     }
     st = bl_storage_lease_list(call->pool, bl_etcd_lease_list_done, ctx,
                                &ctx->op);
-    if (st != BL_ST_OK) {
-        ctx->op = NULL;
-        bl_etcd_fail_storage(call, st);
-    }
+    bl_etcd_kv_started(ctx, st);
 }
 
 /*
