@@ -172,16 +172,34 @@ bl_watch_through(bl_watch_t *w)
 /* ---------------------------------------------------------- helpers */
 
 static bl_grpc_call_t  *call;
+/* every call stays reachable: the service may keep timers in its pool */
+static bl_grpc_call_t  *calls[64];
+static size_t           ncalls;
+
+static void
+free_sent(void)
+{
+    size_t  i;
+
+    for (i = 0; i < nsent; i++) {
+        etcdserverpb__watch_response__free_unpacked(sent[i], NULL);
+    }
+    nsent = 0;
+}
 
 static void
 new_call(void)
 {
+    free_sent();
     call = calloc(1, sizeof(bl_grpc_call_t));
+    if (ncalls < sizeof(calls) / sizeof(calls[0])) {
+        calls[ncalls++] = call;
+    }
     call->pool = bl_pool_create(4096);
     call->peer = &(bl_str_t) bl_string("test");
     nsubs = 0;
     memset(subs, 0, sizeof(subs));
-    nsent = 0;
+    free_sent();
     finished = -1;
     pending = 0;
 }
@@ -351,7 +369,7 @@ test_create(void)
 
     /* negative starts, never compacted: below -1 compacted, -1 now */
     compact_rev = 0;
-    nsent = 0;
+    free_sent();
     create("n", NULL, -5, 0, 0, 0, -1);
     ok(nsent == 2 && sent[0]->created && sent[1]->canceled
        && sent[1]->compact_revision == -1 && sent[1]->header->revision == 0,
@@ -378,7 +396,7 @@ test_cancel(void)
     store_rev = 20;
     create("a", NULL, 0, 0, 0, 0, -1);
     create("b", NULL, 0, 0, 0, 0, -1);
-    nsent = 0;
+    free_sent();
     cancel(0);
     r = last();
     ok(nsent == 1 && r->canceled && !r->created && r->watch_id == 0
@@ -402,7 +420,7 @@ test_cancel(void)
        "compacted: canceled, compact_revision, header revision 0");
     create("c", NULL, 0, 1, 0, 0, -1);
     ok(last()->watch_id == -1, "a compacted watch's id is still taken");
-    nsent = 0;
+    free_sent();
     cancel(1);
     ok(nsent == 1 && last()->canceled && last()->watch_id == 1,
        "and its cancel is answered");
@@ -422,7 +440,7 @@ test_events(void)
     create("k", NULL, 0, 0, 1, 0, -1);          /* 0: prev_kv */
     create("k", NULL, 0, 0, 0, 0, 0);           /* 1: NOPUT */
     create("k", NULL, 0, 0, 0, 0, 1);           /* 2: NODELETE */
-    nsent = 0;
+    free_sent();
 
     ev(0, BL_WATCH_PUT, "k", 31, 1);
     ev(1, BL_WATCH_DELETE, "k", 32, 1);
@@ -462,7 +480,7 @@ test_events(void)
            "revision");
 
     /* 2500 revisions in one delivery: 1000, 1000, 500 */
-    nsent = 0;
+    free_sent();
     for (i = 0, rev = 100; i < 3000; i++) {
         ev(i, BL_WATCH_PUT, "k", rev, 0);
         if (i % 6 != 5) {       /* some revisions have two events */
@@ -490,7 +508,7 @@ test_fragment(void)
     new_call();
     create("f", NULL, 0, 0, 0, 1, -1);
     create("f", NULL, 0, 0, 0, 0, -1);
-    nsent = 0;
+    free_sent();
     for (i = 0; i < 5; i++) {
         ev(i, BL_WATCH_PUT, "f", 50, 0);
         evbuf[i].kv.value.data = big;
@@ -505,10 +523,10 @@ test_fragment(void)
     }
     ok(good && total == 5, "3.4 MiB with fragment: parts under 2 MiB, "
        "fragment on all but the last (%zu parts)", nsent);
-    nsent = 0;
+    free_sent();
     subs[0].deliver(subs[0].data, evbuf, 1, 50);
     ok(nsent == 1 && !sent[0]->fragment, "one event is never split");
-    nsent = 0;
+    free_sent();
     subs[1].deliver(subs[1].data, evbuf, 5, 50);
     ok(nsent == 1 && sent[0]->n_events == 5 && !sent[0]->fragment,
        "without fragment: one response");
@@ -528,7 +546,7 @@ test_progress(void)
        "progress, no watches: answered");
     create("p", NULL, 0, 0, 0, 0, -1);
     create("q", NULL, 0, 0, 0, 0, -1);
-    nsent = 0;
+    free_sent();
     progress();
     ok(nsent == 1 && last()->watch_id == -1, "progress, all synced: answered");
     subs[1].synced = 0;
@@ -536,7 +554,7 @@ test_progress(void)
     is_int(nsent, 1, "progress, one unsynced: dropped");
     subs[1].synced = 1;
     create("r", NULL, 65, 0, 0, 0, -1);
-    nsent = 0;
+    free_sent();
     progress();
     is_int(nsent, 0, "progress, a start ahead of the revision: dropped");
     store_rev = 64;
@@ -563,7 +581,7 @@ test_progress(void)
         request(&r);                    /* 2 */
     }
     ws = call->data;
-    nsent = 0;
+    free_sent();
     bl_etcd_watch_progress_tick(bl_loop, &ws->progress_ev, 0);
     ok(nsent == 2 && sent[0]->watch_id == 0 && sent[1]->watch_id == 1
        && sent[0]->header->revision == 70 && sent[0]->n_events == 0,
@@ -572,7 +590,7 @@ test_progress(void)
     subs[0].deliver(subs[0].data, evbuf, 1, 71);
     store_rev = 71;
     subs[1].synced = 0;
-    nsent = 0;
+    free_sent();
     bl_etcd_watch_progress_tick(bl_loop, &ws->progress_ev, 0);
     is_int(nsent, 0, "tick: not after events, not when unsynced");
     subs[1].synced = 1;
@@ -685,5 +703,6 @@ main(void)
     test_progress();
     test_flow();
     test_end();
+    free_sent();
     return tap_done();
 }
