@@ -146,7 +146,6 @@ static void
 bl_grpc_accept_handler(struct ev_loop *loop, ev_io *w, int revents)
 {
     int                      fd;
-    bl_err_t                 err;
     bl_uint_t                i;
     socklen_t                socklen;
     bl_grpc_listener_t      *l;
@@ -157,40 +156,16 @@ bl_grpc_accept_handler(struct ev_loop *loop, ev_io *w, int revents)
     l = w->data;
 
     for (i = 0; i < BL_GRPC_ACCEPT_BATCH; i++) {
-        socklen = sizeof(sa);
-
-        fd = accept4(w->fd, (struct sockaddr *) &sa, &socklen,
-                     SOCK_NONBLOCK | SOCK_CLOEXEC);
-
-        if (fd == -1) {
-            err = errno;
-
-            if (err == EAGAIN || err == EWOULDBLOCK) {
-                return;
-            }
-
-            if (err == EINTR || err == ECONNABORTED) {
-                continue;
-            }
-
-            if (err == EMFILE || err == ENFILE || err == ENOBUFS
-                || err == ENOMEM)
-            {
-                /* out of descriptors: give the loop time to free some */
-                bl_log_error(BL_LOG_CRIT, err,
-                             "accept4() on %.*s failed, accepting paused "
-                             "for %.0f ms", BL_STR_ARGS(&l->addr_text),
-                             BL_GRPC_ACCEPT_PAUSE * 1000);
-
-                bl_grpc_accept_enable(0);
-                ev_timer_set(&bl_grpc_accept_ev, BL_GRPC_ACCEPT_PAUSE, 0.0);
-                ev_timer_start(loop, &bl_grpc_accept_ev);
-                return;
-            }
-
-            bl_log_error(BL_LOG_ERR, err, "accept4() on %.*s failed",
-                         BL_STR_ARGS(&l->addr_text));
+        fd = bl_accept(w->fd, &sa, &socklen, &l->addr_text,
+                       BL_GRPC_ACCEPT_PAUSE);
+        if (fd == BL_DECLINED) {
+            bl_grpc_accept_enable(0);
+            ev_timer_set(&bl_grpc_accept_ev, BL_GRPC_ACCEPT_PAUSE, 0.0);
+            ev_timer_start(loop, &bl_grpc_accept_ev);
             return;
+        }
+        if (fd < 0) {
+            return;               /* none waiting, or an error (logged) */
         }
 
         (void) bl_h2_conn_open(fd, (struct sockaddr *) &sa, socklen,

@@ -202,7 +202,6 @@ static void
 bl_http_accept_handler(struct ev_loop *loop, ev_io *w, int revents)
 {
     int                      fd;
-    bl_err_t                 err;
     bl_uint_t                i;
     bl_str_t                 peer;
     socklen_t                socklen;
@@ -215,39 +214,16 @@ bl_http_accept_handler(struct ev_loop *loop, ev_io *w, int revents)
     l = w->data;
 
     for (i = 0; i < BL_HTTP_ACCEPT_BATCH; i++) {
-        socklen = sizeof(sa);
-
-        fd = accept4(w->fd, (struct sockaddr *) &sa, &socklen,
-                     SOCK_NONBLOCK | SOCK_CLOEXEC);
-
-        if (fd == -1) {
-            err = errno;
-
-            if (err == EAGAIN || err == EWOULDBLOCK) {
-                return;
-            }
-
-            if (err == EINTR || err == ECONNABORTED) {
-                continue;
-            }
-
-            if (err == EMFILE || err == ENFILE || err == ENOBUFS
-                || err == ENOMEM)
-            {
-                bl_log_error(BL_LOG_CRIT, err,
-                             "accept4() on %.*s failed, accepting paused "
-                             "for %.0f ms", BL_STR_ARGS(&l->addr_text),
-                             BL_HTTP_ACCEPT_PAUSE * 1000);
-
-                bl_http_accept_enable(0);
-                ev_timer_set(&bl_http_accept_ev, BL_HTTP_ACCEPT_PAUSE, 0.0);
-                ev_timer_start(loop, &bl_http_accept_ev);
-                return;
-            }
-
-            bl_log_error(BL_LOG_ERR, err, "accept4() on %.*s failed",
-                         BL_STR_ARGS(&l->addr_text));
+        fd = bl_accept(w->fd, &sa, &socklen, &l->addr_text,
+                       BL_HTTP_ACCEPT_PAUSE);
+        if (fd == BL_DECLINED) {
+            bl_http_accept_enable(0);
+            ev_timer_set(&bl_http_accept_ev, BL_HTTP_ACCEPT_PAUSE, 0.0);
+            ev_timer_start(loop, &bl_http_accept_ev);
             return;
+        }
+        if (fd < 0) {
+            return;               /* none waiting, or an error (logged) */
         }
 
         bl_http_peer_text((struct sockaddr *) &sa, text, &peer);

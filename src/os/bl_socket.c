@@ -18,6 +18,43 @@ bl_nonblocking(int fd)
     return BL_OK;
 }
 
+int
+bl_accept(int lfd, struct sockaddr_storage *sa, socklen_t *socklen,
+    const bl_str_t *addr_text, double pause)
+{
+    int       fd;
+    bl_err_t  err;
+
+    for ( ;; ) {
+        *socklen = sizeof(*sa);
+        fd = accept4(lfd, (struct sockaddr *) sa, socklen,
+                     SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd != -1) {
+            return fd;
+        }
+        err = errno;
+
+        if (err == EAGAIN || err == EWOULDBLOCK) {
+            return BL_AGAIN;
+        }
+        if (err == EINTR || err == ECONNABORTED) {
+            continue;
+        }
+        if (err == EMFILE || err == ENFILE || err == ENOBUFS
+            || err == ENOMEM)
+        {
+            /* out of descriptors: give the loop time to free some */
+            bl_log_error(BL_LOG_CRIT, err, "accept4() on %.*s failed, "
+                         "accepting paused for %.0f ms",
+                         BL_STR_ARGS(addr_text), pause * 1000);
+            return BL_DECLINED;
+        }
+        bl_log_error(BL_LOG_ERR, err, "accept4() on %.*s failed",
+                     BL_STR_ARGS(addr_text));
+        return BL_ERROR;
+    }
+}
+
 bl_int_t
 bl_parse_addr_port(bl_pool_t *pool, const bl_str_t *text, bl_listening_t *ls,
     int default_port)

@@ -35,4 +35,13 @@ void bl_return_listening(bl_array_t *listening, bl_array_t *old);
 bl_int_t bl_test_listening(bl_array_t *listening);
 bl_int_t bl_nonblocking(int fd);
 
+/*
+ * Accept one connection, non-blocking and close-on-exec: the new fd, or
+ * BL_AGAIN (none waiting), BL_DECLINED (descriptors or memory ran out:
+ * logged, the caller pauses accepting for `pause` seconds), BL_ERROR
+ * (logged).  Interrupted and aborted connections are skipped.
+ */
+int bl_accept(int lfd, struct sockaddr_storage *sa, socklen_t *socklen,
+    const bl_str_t *addr_text, double pause);
+
 #endif /* BL_SOCKET_H */
