@@ -12,81 +12,13 @@
  * reset once the outermost handler returns: bl_grpc_send() copies each
  * message into the stream's output at once.
  */
-#include <bl_core.h>
-#include <bl_event.h>
-#include <bl_etcd.h>
-#include <bl_watch.h>
-
-/* etcd's watchBatchMaxRevs: revisions in one catch-up response */
-#define BL_ETCD_WATCH_MAX_REVS     1000
-/* etcd's grpcOverheadBytes: fragments stay under max_request_bytes + it */
-#define BL_ETCD_WATCH_OVERHEAD     (512 * 1024)
-/* while paused, how often the stream's output is looked at */
-#define BL_ETCD_WATCH_DRAIN_MSEC   20
-/* etcd's clientv3.InvalidWatchID: the id of failed creates and progress */
-#define BL_ETCD_WATCH_INVALID_ID   -1
-
-typedef Etcdserverpb__WatchRequest        bl_wreq_pb_t;
-typedef Etcdserverpb__WatchCreateRequest  bl_wcreate_pb_t;
-typedef Etcdserverpb__WatchResponse       bl_wresp_pb_t;
-
-typedef struct bl_etcd_ws_s  bl_etcd_ws_t;
-typedef struct bl_etcd_wt_s  bl_etcd_wt_t;
-
-/* one watch of a stream */
-struct bl_etcd_wt_s {
-    bl_etcd_ws_t   *ws;
-    /*
-     * NULL once the layer ended it (compaction): as in etcd the id stays
-     * taken, and a cancel_request for it is answered, until the client
-     * cancels it or the stream ends.
-     */
-    bl_watch_t     *sub;
-    int64_t         id;
-    int64_t         start_rev;
-    bl_etcd_wt_t   *hnext;        /* the stream's id hash */
-    bl_etcd_wt_t   *prev;         /* the stream's watches */
-    bl_etcd_wt_t   *next;
-    bl_str_t        key;          /* copies, after this struct */
-    bl_str_t        range_end;
-    unsigned        prev_kv:1;
-    unsigned        fragment:1;
-    unsigned        progress_notify:1;
-    unsigned        no_put:1;
-    unsigned        no_delete:1;
-    /* no events sent since the last progress tick (etcd's progress[id]) */
-    unsigned        idle:1;
-};
-
-/* one Watch stream */
-struct bl_etcd_ws_s {
-    bl_grpc_call_t  *call;
-    bl_pool_t       *tmp;          /* requests and responses being built */
-    bl_uint_t        depth;        /* handlers on the stack using tmp */
-
-    bl_etcd_wt_t   **hash;
-    size_t           nhash;        /* a power of two, or 0 */
-    size_t           nwatches;
-    bl_etcd_wt_t    *first;
-    bl_etcd_wt_t    *last;
-    int64_t          next_id;      /* etcd's nextID: auto ids from 0 */
-
-    ev_timer         progress_ev;  /* progress_notify ticks */
-    ev_timer         flow_ev;      /* pause, and resume once drained */
-    ev_timer         end_ev;       /* end the stream outside callbacks */
-
-    int                  end_status;   /* gRPC status for end_ev */
-    const char          *end_message;
-    bl_storage_status_e  end_storage;  /* or this storage failure */
-
-    unsigned         paused:1;
-    unsigned         ending:1;
-};
+#include <bl_etcd_watch.h>
 
 static void bl_etcd_watch_message(bl_grpc_call_t *call, const u_char *msg,
     size_t len);
 static void bl_etcd_watch_half_close(bl_grpc_call_t *call);
 static void bl_etcd_watch_cancel_call(bl_grpc_call_t *call);
+static void bl_etcd_watch_drain(bl_grpc_call_t *call);
 
 const bl_grpc_method_t  bl_etcd_watch_methods[] = {
     { "/etcdserverpb.Watch/Watch", BL_GRPC_BIDI, bl_etcd_watch_message,
@@ -242,6 +174,7 @@ bl_etcd_watch_stream(bl_grpc_call_t *call)
     ws->end_ev.data = ws;
 
     call->data = ws;
+    call->on_drain = bl_etcd_watch_drain;
     return ws;
 }
 
@@ -272,7 +205,7 @@ bl_etcd_watch_close(bl_etcd_ws_t *ws)
  * subscriptions may not be removed, so it is done from the loop, at once;
  * until then the stream sends nothing more.
  */
-static void
+void
 bl_etcd_watch_abort(bl_etcd_ws_t *ws, int status, const char *message)
 {
     if (ws->ending) {
@@ -307,7 +240,7 @@ bl_etcd_watch_end_handler(struct ev_loop *loop, ev_timer *w, int revents)
     }
 }
 
-static void
+void
 bl_etcd_watch_oom(bl_etcd_ws_t *ws)
 {
     bl_log_error(BL_LOG_ERR, 0, "out of memory on a Watch stream, "
@@ -317,310 +250,18 @@ bl_etcd_watch_oom(bl_etcd_ws_t *ws)
 
 /* the scratch pool is reset when the outermost user returns */
 
-static void
+void
 bl_etcd_watch_enter(bl_etcd_ws_t *ws)
 {
     ws->depth++;
 }
 
-static void
+void
 bl_etcd_watch_leave(bl_etcd_ws_t *ws)
 {
     if (--ws->depth == 0 && ws->tmp) {
         bl_pool_reset(ws->tmp);
     }
-}
-
-/* responses */
-
-static bl_wresp_pb_t *
-bl_etcd_watch_response(bl_etcd_ws_t *ws, int64_t revision, int64_t id)
-{
-    bl_wresp_pb_t  *r;
-
-    r = bl_palloc(ws->tmp, sizeof(bl_wresp_pb_t));
-    if (r == NULL) {
-        return NULL;
-    }
-    etcdserverpb__watch_response__init(r);
-    r->header = bl_etcd_header(ws->tmp, revision);
-    if (r->header == NULL) {
-        return NULL;
-    }
-    r->watch_id = id;
-    return r;
-}
-
-static void
-bl_etcd_watch_send(bl_etcd_ws_t *ws, const bl_wresp_pb_t *r)
-{
-    if (ws->ending) {
-        return;
-    }
-    /* BL_ERROR: the call is being cancelled, on_cancel follows */
-    (void) bl_grpc_send(ws->call, &r->base);
-
-    if (bl_grpc_pending(ws->call) > bl_etcd_conf()->watch_send_buffer
-        && !ws->paused && !ev_is_active(&ws->flow_ev))
-    {
-        /* pausing the others is not allowed from the layer's callbacks */
-        bl_timer_set(&ws->flow_ev, 0);
-    }
-}
-
-/* a response with no events: created, canceled, progress */
-static void
-bl_etcd_watch_control(bl_etcd_ws_t *ws, int64_t revision, int64_t id,
-    int created, int canceled, int64_t compact_rev, const char *reason)
-{
-    bl_wresp_pb_t  *r;
-
-    r = bl_etcd_watch_response(ws, revision, id);
-    if (r == NULL) {
-        bl_etcd_watch_oom(ws);
-        return;
-    }
-    r->created = created;
-    r->canceled = canceled;
-    r->compact_revision = compact_rev;
-    if (reason) {
-        r->cancel_reason = (char *) reason;
-    }
-    bl_etcd_watch_send(ws, r);
-}
-
-static Mvccpb__KeyValue *
-bl_etcd_watch_kv(bl_pool_t *pool, const bl_kv_t *kv, int deleted)
-{
-    Mvccpb__KeyValue  *pb;
-
-    pb = bl_palloc(pool, sizeof(Mvccpb__KeyValue));
-    if (pb == NULL) {
-        return NULL;
-    }
-    mvccpb__key_value__init(pb);
-    pb->key.data = kv->key.data;
-    pb->key.len = kv->key.len;
-    pb->mod_revision = kv->mod_revision;
-    if (!deleted) {
-        /* a DELETE event's kv is the key and the deleting revision only */
-        pb->create_revision = kv->create_revision;
-        pb->version = kv->version;
-        pb->lease = kv->lease;
-        pb->value.data = kv->value.data;
-        pb->value.len = kv->value.len;
-    }
-    return pb;
-}
-
-static size_t
-bl_etcd_varint_len(uint64_t n)
-{
-    size_t  len;
-
-    for (len = 1; n >= 0x80; n >>= 7) {
-        len++;
-    }
-    return len;
-}
-
-/*
- * etcd's sendFragments: a response of max_request_bytes + 512 KiB or
- * more, with two events or more, goes out in parts cut at event
- * boundaries, each part under the limit (or a single event), every part
- * but the last marked fragment.  A part's size is what etcd measures: the
- * response with fragment set and that part's events.
- */
-static void
-bl_etcd_watch_send_fragments(bl_etcd_ws_t *ws, bl_wresp_pb_t *r)
-{
-    size_t          limit, base, size, i, start, n;
-    size_t         *evsize;
-    Mvccpb__Event **events;
-
-    limit = bl_etcd_conf()->max_request_bytes + BL_ETCD_WATCH_OVERHEAD;
-
-    if (r->n_events < 2
-        || etcdserverpb__watch_response__get_packed_size(r) < limit)
-    {
-        bl_etcd_watch_send(ws, r);
-        return;
-    }
-
-    events = r->events;
-    n = r->n_events;
-    evsize = bl_palloc(ws->tmp, n * sizeof(size_t));
-    if (evsize == NULL) {
-        bl_etcd_watch_oom(ws);
-        return;
-    }
-    for (i = 0; i < n; i++) {
-        size = mvccpb__event__get_packed_size(events[i]);
-        evsize[i] = 1 + bl_etcd_varint_len(size) + size;
-    }
-
-    r->n_events = 0;
-    r->fragment = 1;
-    base = etcdserverpb__watch_response__get_packed_size(r);
-
-    for (i = 0; i < n; ) {
-        start = i;
-        size = base;
-        while (i < n) {
-            size += evsize[i];
-            if (i > start && size >= limit) {
-                break;
-            }
-            i++;
-        }
-        r->events = &events[start];
-        r->n_events = i - start;
-        r->fragment = (i < n);
-        bl_etcd_watch_send(ws, r);
-    }
-}
-
-/* the events of whole revisions, filtered, as one response (or parts) */
-static void
-bl_etcd_watch_send_events(bl_etcd_wt_t *wt, const bl_watch_event_t *evs,
-    size_t n, int64_t through)
-{
-    size_t            i, k;
-    bl_etcd_ws_t     *ws = wt->ws;
-    bl_wresp_pb_t    *r;
-    Mvccpb__Event    *ev, **events;
-    int               deleted;
-
-    events = bl_palloc(ws->tmp, n * sizeof(Mvccpb__Event *));
-    if (events == NULL) {
-        bl_etcd_watch_oom(ws);
-        return;
-    }
-
-    for (i = 0, k = 0; i < n; i++) {
-        deleted = (evs[i].type == BL_WATCH_DELETE);
-        if (deleted ? wt->no_delete : wt->no_put) {
-            continue;
-        }
-        ev = bl_palloc(ws->tmp, sizeof(Mvccpb__Event));
-        if (ev == NULL) {
-            bl_etcd_watch_oom(ws);
-            return;
-        }
-        mvccpb__event__init(ev);
-        ev->type = deleted ? MVCCPB__EVENT__EVENT_TYPE__DELETE
-                           : MVCCPB__EVENT__EVENT_TYPE__PUT;
-        ev->kv = bl_etcd_watch_kv(ws->tmp, &evs[i].kv, deleted);
-        if (ev->kv == NULL) {
-            bl_etcd_watch_oom(ws);
-            return;
-        }
-        /* etcd: none for a creation, none once compacted */
-        if (wt->prev_kv && evs[i].has_prev) {
-            ev->prev_kv = bl_etcd_watch_kv(ws->tmp, &evs[i].prev, 0);
-            if (ev->prev_kv == NULL) {
-                bl_etcd_watch_oom(ws);
-                return;
-            }
-        }
-        events[k++] = ev;
-    }
-
-    if (k == 0) {
-        /* etcd sends nothing when the filters dropped every event */
-        return;
-    }
-
-    /*
-     * The header is the revision the store is known to have reached, as
-     * etcd's: the event's own for a live one (the worker has not yet
-     * counted it reached when it delivers it), the store's for a catch-up
-     * batch (even one cut at 1000 revisions); so it never goes below a
-     * header sent before on the stream.
-     */
-    r = bl_etcd_watch_response(ws, bl_max(through, bl_watch_revision()),
-                               wt->id);
-    if (r == NULL) {
-        bl_etcd_watch_oom(ws);
-        return;
-    }
-    r->events = events;
-    r->n_events = k;
-
-    if (wt->fragment) {
-        bl_etcd_watch_send_fragments(ws, r);
-    } else {
-        bl_etcd_watch_send(ws, r);
-    }
-
-    /* etcd: a response with events elides the next progress notification */
-    wt->idle = 0;
-}
-
-/* the layer's callbacks */
-
-static void
-bl_etcd_watch_deliver(void *data, const bl_watch_event_t *events, size_t n,
-    int64_t through)
-{
-    bl_etcd_wt_t  *wt = data;
-    bl_etcd_ws_t  *ws = wt->ws;
-    size_t         i, j, revs;
-    int64_t        rev;
-
-    if (ws->ending) {
-        return;
-    }
-    bl_etcd_watch_enter(ws);
-
-    /* at most etcd's 1000 revisions per response, counted unfiltered */
-    for (i = 0; i < n && !ws->ending; i = j) {
-        revs = 0;
-        rev = 0;
-        for (j = i; j < n; j++) {
-            if (j == i || events[j].kv.mod_revision != rev) {
-                if (revs == BL_ETCD_WATCH_MAX_REVS) {
-                    break;
-                }
-                revs++;
-                rev = events[j].kv.mod_revision;
-            }
-        }
-        bl_etcd_watch_send_events(wt, &events[i], j - i, through);
-    }
-
-    bl_etcd_watch_leave(ws);
-}
-
-static void
-bl_etcd_watch_fail(void *data, bl_storage_status_e st, int64_t compact_rev)
-{
-    bl_etcd_wt_t  *wt = data;
-    bl_etcd_ws_t  *ws = wt->ws;
-
-    wt->sub = NULL;             /* the layer removed it */
-
-    if (st != BL_ST_COMPACTED) {
-        /*
-         * The log cannot be read: end the stream, rather than have this
-         * watch hang in silence, with the storage error; clientv3 takes
-         * Unavailable (and Internal) as "reconnect and resume from the
-         * last revision", so a full queue is told as Unavailable too.
-         */
-        if (st == BL_ST_TOO_MANY_REQUESTS) {
-            st = BL_ST_UNAVAILABLE;
-        }
-        if (!ws->ending) {
-            bl_etcd_watch_abort(ws, 0, NULL);
-            ws->end_storage = st;
-        }
-        return;
-    }
-
-    /* etcd: no header revision, the compact revision, canceled */
-    bl_etcd_watch_enter(ws);
-    bl_etcd_watch_control(ws, 0, wt->id, 0, 1, compact_rev, NULL);
-    bl_etcd_watch_leave(ws);
 }
 
 /* requests */
@@ -1043,5 +684,22 @@ bl_etcd_watch_cancel_call(bl_grpc_call_t *call)
 {
     if (call->data) {
         bl_etcd_watch_close(call->data);
+    }
+}
+
+/*
+ * The worker drains (reload, QUIT): end the stream as a stopping etcd
+ * does, UNAVAILABLE, after the responses already queued.  clientv3 then
+ * opens a new stream, on a new connection to a serving worker, and
+ * re-creates each watch from the revision after the last it received,
+ * so nothing is lost or repeated; a stream kept open instead would only
+ * be cut at worker_shutdown_timeout.
+ */
+static void
+bl_etcd_watch_drain(bl_grpc_call_t *call)
+{
+    if (call->data) {
+        bl_etcd_watch_abort(call->data, BL_GRPC_UNAVAILABLE,
+                            "etcdserver: server stopped");
     }
 }
