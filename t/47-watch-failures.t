@@ -16,7 +16,7 @@ t = bltest.Tap()
 pg = bltest.Postgres(fast=True)
 pg.start()
 a = bltest.Ballast(dsn=pg.dsn(), workers=1,
-                   extra="worker_shutdown_timeout 2s;\n"
+                   extra="worker_shutdown_timeout 20s;\n"
                          "watch { ring_size 64k; }")
 bb = bltest.Ballast(dsn=pg.dsn(), workers=1)
 with open(bb.conf_path) as f:
@@ -129,13 +129,28 @@ for i in range(100):
 f.pump(written[-1], 40)
 exactly_once(f.revs, written, "worker killed with SIGKILL, client resumed")
 
-# 5. reload: the old worker ends its streams, the client resumes
+# 5. reload: the old worker ends its streams at once (not at
+# worker_shutdown_timeout, 20 s here) with etcd's UNAVAILABLE "server
+# stopped", which clientv3 takes as "resume"; the client resumes
+f.pump(written[-1], 10)
+old_stream = f.stream
+reloaded = None
 for i in range(100):
     written.append(kv.put(b"w/%d" % (i % 7), b"r%d" % i))
     if i == 20:
+        reloaded = time.monotonic()
         a.reload()
+old_stream.done.wait(10)
+ended = time.monotonic() - reloaded
+t.ok(old_stream.done.is_set() and ended < 5,
+     "reload: the draining worker ended the Watch stream %.2f s after HUP "
+     "(worker_shutdown_timeout 20 s)" % ended)
+t.is_(old_stream.error, ("UNAVAILABLE", "etcdserver: server stopped"),
+      "reload: the stream ended UNAVAILABLE, etcd's 'server stopped'")
 f.pump(written[-1], 40)
 exactly_once(f.revs, written, "reload, client resumed")
+t.ok(len(a.worker_pids()) == 1, "reload: the old worker is gone (its "
+     "watch stream no longer holds it)")
 
 a.allow_alerts()          # the kills above are alerts by design
 f.stream.close()

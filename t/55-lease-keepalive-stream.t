@@ -156,6 +156,45 @@ t.ok(len(results) == 16 and all(
     and all(a.get("TTL") == 60 for a in r["ok"]) for mine, r in results),
     "16 streams x 200 pipelined renewals: every answer in its stream's order")
 
+# a reload: the draining worker answers the renewals it read, then ends
+# the stream UNAVAILABLE "etcdserver: server stopped" at once (clientv3
+# opens a new stream to a serving worker), not at worker_shutdown_timeout
+lid = c.lease(60).id
+with channel(d.target.endpoint) as ch:
+    call = ch.stream_stream(KA, request_serializer=None,
+                            response_deserializer=rpc.LeaseKeepAliveResponse.FromString)
+    reqs = []
+    cond = threading.Condition()
+    closed = []
+
+    def gen():
+        yield rpc.LeaseKeepAliveRequest(ID=lid).SerializeToString()
+        with cond:
+            cond.wait_for(lambda: closed, timeout=30)
+
+    answers, status = [], {}
+    started = time.monotonic()
+    ended = None
+    try:
+        for r in call(gen(), timeout=30):
+            answers.append((r.ID, r.TTL))
+            if len(answers) == 1:
+                started = time.monotonic()
+                d.target.reload()
+        status = {"code": "OK"}
+    except grpc.RpcError as e:
+        status = {"code": e.code().name, "error": e.details()}
+    ended = time.monotonic() - started
+    with cond:
+        closed.append(1)
+        cond.notify_all()
+t.is_(answers, [(lid, 60)], "reload: the renewal read before it is answered")
+t.is_(status, {"code": "UNAVAILABLE", "error": "etcdserver: server stopped"},
+      "reload: the KeepAlive stream ends UNAVAILABLE, etcd's 'server stopped'")
+t.ok(ended < 5, "reload: it ends %.2f s after HUP, not at "
+     "worker_shutdown_timeout" % ended)
+t.is_(c.get_lease_info(lid).TTL > 0, True, "the lease lives on after the reload")
+
 c.close()
 d.close()
 t.done()

@@ -380,6 +380,7 @@ static void bl_etcd_ka_retry(struct ev_loop *loop, ev_timer *w,
     int revents);
 static void bl_etcd_ka_end(struct ev_loop *loop, ev_timer *w, int revents);
 static void bl_etcd_ka_start(bl_etcd_kas_t *kas);
+static void bl_etcd_ka_drain(bl_grpc_call_t *call);
 
 static bl_etcd_kas_t *
 bl_etcd_ka_stream(bl_grpc_call_t *call)
@@ -396,6 +397,7 @@ bl_etcd_ka_stream(bl_grpc_call_t *call)
     ev_init(&kas->end_ev, bl_etcd_ka_end);
     kas->end_ev.data = kas;
     call->data = kas;
+    call->on_drain = bl_etcd_ka_drain;
     return kas;
 }
 
@@ -528,6 +530,27 @@ bl_etcd_ka_settle(bl_etcd_kas_t *kas)
     if (bl_etcd_ka_flush(kas) == BL_OK) {
         bl_etcd_ka_start(kas);
     }
+}
+
+/*
+ * The worker drains: the renewals already read are answered, then the
+ * stream ends UNAVAILABLE, as a stopping etcd's would; clientv3 opens a
+ * new stream (on a new connection, to another worker) half a second
+ * later, well within any TTL.  Read nothing more meanwhile.
+ */
+static void
+bl_etcd_ka_drain(bl_grpc_call_t *call)
+{
+    bl_etcd_kas_t  *kas = call->data;
+
+    if (kas == NULL || kas->ending || kas->bad) {
+        return;
+    }
+    kas->bad = 1;
+    kas->bad_status = BL_GRPC_UNAVAILABLE;
+    snprintf(kas->bad_text, sizeof(kas->bad_text), "%s",
+             "etcdserver: server stopped");
+    (void) bl_etcd_ka_flush(kas);
 }
 
 static void

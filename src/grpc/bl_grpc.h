@@ -23,7 +23,13 @@
  *     streaming call with no on_half_close that the client ends without
  *     sending anything is answered OK by the transport.  After on_cancel
  *     returns, or after bl_grpc_finish(), the call and its pool belong to
- *     the transport and may be freed at once: never touch the call again.
+ *     the transport and may be freed at once: never touch the call again;
+ *   - on_drain(), if the service set it on the call, once, when the worker
+ *     starts a graceful shutdown (reload, QUIT): the client has been sent
+ *     GOAWAY and its new calls go to another worker, so a long-lived call
+ *     (a Watch or KeepAlive stream) should end soon, e.g. UNAVAILABLE,
+ *     which etcd clients take as "reconnect and resume".  Unary calls
+ *     finish by themselves and need none.
  */
 #ifndef BL_GRPC_H
 #define BL_GRPC_H
@@ -73,6 +79,7 @@ struct bl_grpc_call_s {
     const bl_grpc_method_t  *method;
     const bl_str_t          *peer;      /* "127.0.0.1:53422" for logs */
     int64_t                  deadline;  /* ms of bl_msec_now(); 0 = none */
+    void                   (*on_drain)(bl_grpc_call_t *call);  /* or NULL */
 };
 
 /* register methods (pointers kept); the last registration of a path wins */

@@ -9,6 +9,7 @@
 
 
 static void bl_h2_conn_drain(bl_h2_conn_t *c);
+static void bl_h2_conn_drain_calls(bl_h2_conn_t *c);
 
 
 void
@@ -65,13 +66,39 @@ bl_h2_conn_drain(bl_h2_conn_t *c)
         || nghttp2_submit_ping(c->session, NGHTTP2_FLAG_NONE, NULL) != 0)
     {
         bl_h2_conn_goaway(c);
+        bl_h2_conn_drain_calls(c);
         return;
     }
+
+    bl_h2_conn_drain_calls(c);
 
     ev_timer_set(&c->goaway_ev, BL_H2_GOAWAY_DELAY, 0.0);
     ev_timer_start(bl_loop, &c->goaway_ev);
 
     bl_h2_conn_post(c);
+}
+
+
+/*
+ * Long-lived calls are told after the GOAWAY was queued, so the client
+ * reads that first and opens the call it retries on a new connection.
+ */
+static void
+bl_h2_conn_drain_calls(bl_h2_conn_t *c)
+{
+    bl_h2_link_t    *l, *next;
+    bl_h2_stream_t  *st;
+    void           (*drain)(bl_grpc_call_t *call);
+
+    for (l = c->streams.next; l != &c->streams; l = next) {
+        next = l->next;
+        st = bl_h2_list_data(l, bl_h2_stream_t, link);
+        drain = st->call.on_drain;
+        if (st->active && st->delivered && drain) {
+            st->call.on_drain = NULL;
+            drain(&st->call);
+        }
+    }
 }
 
 
