@@ -34,6 +34,27 @@ typedef enum {
     BL_SUB_PAUSED
 } bl_sub_state_e;
 
+typedef struct bl_hub_read_s  bl_hub_read_t;
+
+/*
+ * One log read in flight, shared by every subscription that needs the
+ * same page: same range, same `through`.  Watchers of one prefix that
+ * fall behind together (a stream that stopped reading, a resync) then
+ * cost one read, not one each, as etcd's unsynced watcher groups do.
+ */
+struct bl_hub_read_s {
+    bl_hub_read_t        *hnext;       /* bl_hub.reads[] chain */
+    uint32_t              hash;
+    int64_t               after;
+    bl_str_t              key;         /* copies, after the struct */
+    bl_str_t              end;
+    bl_pool_t            *pool;        /* the result */
+    bl_storage_op_t      *op;
+    bl_watch_t           *members;     /* linked by read_next */
+};
+
+#define BL_HUB_READS  256              /* hash buckets, a power of two */
+
 struct bl_watch_s {
     bl_watch_entry_t      entry;       /* first: index entries cast back */
     bl_str_t              key;         /* owned */
@@ -43,8 +64,8 @@ struct bl_watch_s {
     bl_watch_deliver_pt   deliver;
     bl_watch_fail_pt      fail;
     void                 *data;
-    bl_pool_t            *pool;        /* of the log read in flight */
-    bl_storage_op_t      *op;
+    bl_hub_read_t        *read;        /* the log read it waits for */
+    bl_watch_t           *read_next;   /* that read's other members */
     ev_timer              timer;       /* retry, or deferred failure */
     bl_storage_status_e   fail_st;
     unsigned              removed:1;
@@ -75,6 +96,7 @@ typedef struct {
     size_t                nall;
     size_t                all_alloc;
     int                   dispatching;
+    bl_hub_read_t        *reads[BL_HUB_READS];  /* log reads in flight */
     bl_watch_t          **dead;        /* removed while dispatching */
     size_t                ndead;
     size_t                dead_alloc;
@@ -223,65 +245,163 @@ bl_sub_fail(bl_watch_t *w, bl_storage_status_e st, int64_t compact)
 
 /* log catch-up */
 
+static uint32_t
+bl_hub_read_hash(int64_t after, const bl_str_t *key, const bl_str_t *end)
+{
+    uint32_t  h;
+    size_t    i;
+
+    /* FNV-1a over the revision and both keys, a separator between */
+    h = 2166136261u;
+    for (i = 0; i < sizeof(after); i++) {
+        h = (h ^ (u_char) (after >> (8 * i))) * 16777619u;
+    }
+    for (i = 0; i < key->len; i++) {
+        h = (h ^ key->data[i]) * 16777619u;
+    }
+    h = (h ^ 0xff) * 16777619u;
+    for (i = 0; i < end->len; i++) {
+        h = (h ^ end->data[i]) * 16777619u;
+    }
+    return h;
+}
+
+static void
+bl_hub_read_unlink(bl_hub_read_t *r)
+{
+    bl_hub_read_t  **pp;
+
+    for (pp = &bl_hub.reads[r->hash & (BL_HUB_READS - 1)]; *pp;
+         pp = &(*pp)->hnext)
+    {
+        if (*pp == r) {
+            *pp = r->hnext;
+            return;
+        }
+    }
+}
+
+static void
+bl_hub_read_free(bl_hub_read_t *r)
+{
+    if (r->pool) {
+        bl_pool_destroy(r->pool);
+    }
+    free(r);
+}
+
+/* a member leaves a read (it was removed): the last one cancels it */
+static void
+bl_hub_read_leave(bl_watch_t *w)
+{
+    bl_hub_read_t  *r = w->read;
+    bl_watch_t    **pp;
+
+    for (pp = &r->members; *pp; pp = &(*pp)->read_next) {
+        if (*pp == w) {
+            *pp = w->read_next;
+            break;
+        }
+    }
+    w->read = NULL;
+    w->read_next = NULL;
+    if (r->members == NULL) {
+        bl_storage_cancel(r->op);
+        bl_hub_read_unlink(r);
+        bl_hub_read_free(r);
+    }
+}
+
+/* the page as subscriptions take it; NULL if out of memory */
+static bl_watch_event_t *
+bl_hub_read_events(bl_pool_t *pool, const bl_log_event_t *le, size_t n)
+{
+    bl_watch_event_t  *ev;
+    size_t             j;
+
+    ev = bl_palloc(pool, n * sizeof(bl_watch_event_t));
+    if (ev == NULL) {
+        return NULL;
+    }
+    for (j = 0; j < n; j++) {
+        ev[j].type = le[j].deleted ? BL_WATCH_DELETE : BL_WATCH_PUT;
+        ev[j].kv = le[j].kv;
+        ev[j].prev = le[j].prev;
+        ev[j].has_prev = le[j].has_prev;
+    }
+    return ev;
+}
+
 static void
 bl_hub_log_done(void *data, bl_storage_status_e st, void *result)
 {
-    bl_watch_t    *w = data;
-    bl_log_res_t  *res = result;
-    bl_pool_t     *pool;
-    size_t         i, n;
+    bl_hub_read_t     *r = data;
+    bl_log_res_t      *res = result;
+    bl_watch_t        *w, *next;
+    bl_watch_event_t  *ev;
+    int64_t            compact;
+    size_t             i, n;
 
-    w->op = NULL;
-    pool = w->pool;
-    w->pool = NULL;
-
-    if (st == BL_ST_COMPACTED) {
-        int64_t compact = res ? res->compact : bl_watch_compact_revision();
-        bl_pool_destroy(pool);
-        bl_sub_fail(w, BL_ST_COMPACTED, compact);
-        return;
+    r->op = NULL;
+    bl_hub_read_unlink(r);
+    for (w = r->members; w; w = w->read_next) {
+        w->read = NULL;
     }
+
+    /* members removed by a callback are freed only after the loop */
+    bl_hub_enter();
+
     if (st != BL_ST_OK) {
-        bl_pool_destroy(pool);
-        bl_sub_fail(w, st, 0);
-        return;
+        compact = (st == BL_ST_COMPACTED && res) ? res->compact
+                                                 : bl_watch_compact_revision();
+        for (w = r->members; w; w = next) {
+            next = w->read_next;
+            if (!w->removed) {
+                bl_sub_fail(w, st, st == BL_ST_COMPACTED ? compact : 0);
+            }
+        }
+        goto done;
     }
 
-    /* events of revisions already delivered are skipped */
-    for (i = 0; i < res->nevents && res->events[i].rev <= w->through; i++) {
+    /* every member stood at r->after: the same events are new to each */
+    for (i = 0; i < res->nevents && res->events[i].rev <= r->after; i++) {
         /* void */
     }
     n = res->nevents - i;
-    if (n && w->state != BL_SUB_PAUSED) {
-        bl_watch_event_t  *ev;
-        size_t             j;
-
-        ev = bl_palloc(pool, n * sizeof(bl_watch_event_t));
+    ev = NULL;
+    if (n) {
+        ev = bl_hub_read_events(r->pool, &res->events[i], n);
         if (ev == NULL) {
-            bl_pool_destroy(pool);
-            bl_sub_fail(w, BL_ST_INTERNAL, 0);
-            return;
+            for (w = r->members; w; w = next) {
+                next = w->read_next;
+                if (!w->removed) {
+                    bl_sub_fail(w, BL_ST_INTERNAL, 0);
+                }
+            }
+            goto done;
         }
-        for (j = 0; j < n; j++) {
-            const bl_log_event_t *le = &res->events[i + j];
-            ev[j].type = le->deleted ? BL_WATCH_DELETE : BL_WATCH_PUT;
-            ev[j].kv = le->kv;
-            ev[j].prev = le->prev;
-            ev[j].has_prev = le->has_prev;
-        }
-        w->through = res->through;
-        bl_hub_enter();
-        w->deliver(w->data, ev, n, res->through);
-        bl_pool_destroy(pool);
-        bl_sub_advance(w);
-        bl_hub_leave();
-        return;
     }
-    if (w->state != BL_SUB_PAUSED) {
+
+    for (w = r->members; w; w = next) {
+        next = w->read_next;
+        w->read_next = NULL;
+        if (w->removed) {
+            continue;
+        }
+        if (w->state == BL_SUB_PAUSED) {
+            /* it re-reads this page when it is resumed */
+            continue;
+        }
         w->through = bl_max(w->through, res->through);
+        if (n) {
+            w->deliver(w->data, ev, n, res->through);
+        }
+        bl_sub_advance(w);
     }
-    bl_pool_destroy(pool);
-    bl_sub_advance(w);
+
+done:
+    bl_hub_leave();
+    bl_hub_read_free(r);
 }
 
 static void
@@ -289,28 +409,65 @@ bl_hub_catchup(bl_watch_t *w)
 {
     bl_log_req_t          req;
     bl_storage_status_e   st;
+    bl_hub_read_t        *r;
+    uint32_t              h;
 
-    if (w->op || w->removed) {
+    if (w->read || w->removed) {
         return;
     }
-    w->pool = bl_pool_create(16384);
-    if (w->pool == NULL) {
+
+    h = bl_hub_read_hash(w->through, &w->key, &w->end);
+    for (r = bl_hub.reads[h & (BL_HUB_READS - 1)]; r; r = r->hnext) {
+        if (r->hash == h && r->after == w->through
+            && bl_str_eq(&r->key, &w->key) && bl_str_eq(&r->end, &w->end))
+        {
+            w->read = r;
+            w->read_next = r->members;
+            r->members = w;
+            return;
+        }
+    }
+
+    r = calloc(1, sizeof(bl_hub_read_t) + w->key.len + w->end.len);
+    if (r == NULL) {
         bl_timer_set(&w->timer, BL_HUB_RETRY_MS);
         return;
     }
-    memset(&req, 0, sizeof(req));
-    req.after = w->through;
-    req.max_revs = BL_HUB_CATCHUP_REVS;
-    req.key = w->key;
-    req.range_end = w->end;
-
-    st = bl_storage_log_read(w->pool, &req, bl_hub_log_done, w, &w->op);
-    if (st != BL_ST_OK) {
-        w->op = NULL;
-        bl_pool_destroy(w->pool);
-        w->pool = NULL;
-        bl_sub_fail(w, st, 0);
+    r->pool = bl_pool_create(16384);
+    if (r->pool == NULL) {
+        free(r);
+        bl_timer_set(&w->timer, BL_HUB_RETRY_MS);
+        return;
     }
+    r->hash = h;
+    r->after = w->through;
+    r->key.data = (u_char *) (r + 1);
+    r->key.len = w->key.len;
+    memcpy(r->key.data, w->key.data, w->key.len);
+    r->end.data = r->key.data + w->key.len;
+    r->end.len = w->end.len;
+    if (w->end.len) {
+        memcpy(r->end.data, w->end.data, w->end.len);
+    }
+
+    memset(&req, 0, sizeof(req));
+    req.after = r->after;
+    req.max_revs = BL_HUB_CATCHUP_REVS;
+    req.key = r->key;
+    req.range_end = r->end;
+
+    st = bl_storage_log_read(r->pool, &req, bl_hub_log_done, r, &r->op);
+    if (st != BL_ST_OK) {
+        bl_hub_read_free(r);
+        bl_sub_fail(w, st, 0);
+        return;
+    }
+
+    r->hnext = bl_hub.reads[h & (BL_HUB_READS - 1)];
+    bl_hub.reads[h & (BL_HUB_READS - 1)] = r;
+    r->members = w;
+    w->read = r;
+    w->read_next = NULL;
 }
 
 static void
@@ -394,13 +551,8 @@ bl_watch_remove(bl_watch_t *w)
     w->removed = 1;
     bl_sub_unindex(w);
     ev_timer_stop(bl_loop, &w->timer);
-    if (w->op) {
-        bl_storage_cancel(w->op);
-        w->op = NULL;
-    }
-    if (w->pool) {
-        bl_pool_destroy(w->pool);
-        w->pool = NULL;
+    if (w->read) {
+        bl_hub_read_leave(w);
     }
     for (i = 0; i < bl_hub.nall; i++) {
         if (bl_hub.all[i] == w) {
@@ -440,7 +592,7 @@ bl_watch_resume(bl_watch_t *w)
         return;
     }
     w->state = BL_SUB_CATCHUP;
-    if (w->op == NULL) {
+    if (w->read == NULL) {
         bl_sub_advance(w);
     }
     /* else: the read in flight calls bl_sub_advance() when it is done */
@@ -557,7 +709,7 @@ bl_hub_resync(void)
 
     for (i = 0; i < bl_hub.nall; i++) {
         w = bl_hub.all[i];
-        if (w->state == BL_SUB_CATCHUP && w->op == NULL
+        if (w->state == BL_SUB_CATCHUP && w->read == NULL
             && w->fail_st == BL_ST_OK)
         {
             bl_sub_advance(w);

@@ -213,6 +213,15 @@ class Tree:
             out[kind] = out.get(kind, 0) + ticks / CLK
         return out
 
+    def rss_by_kind(self):
+        """{kind of process: RSS in KiB} of the live members, now."""
+        fam = self._sample()
+        out = {}
+        for p in fam:
+            kind = proc_kind(p)
+            out[kind] = out.get(kind, 0) + pss_kib(p)[1]
+        return out
+
     def _loop(self):
         while not self._stop.wait(0.1):
             fam = self._sample()
@@ -398,6 +407,9 @@ def one_run(gen, side, tree, run_name, gen_args, args, tmp):
     foreign = (system_busy() - sb) - (tree.cpu() - c) - (self_cpu() - d)
     foreign = max(0.0, foreign)
     rec["other_cpus_before"] = round(foreign, 2)
+    # memory of the idle server, to set against its memory once the
+    # generator is ready (watch: with every watcher created)
+    rss_idle = tree.rss_by_kind()
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(["setpriv", "--pdeathsig", "KILL", "--", *argv],
                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log)
@@ -409,6 +421,9 @@ def one_run(gen, side, tree, run_name, gen_args, args, tmp):
         if msg.get("phase") != "ready":
             raise GenFailed(f"unexpected: {msg}")
         rec["prep"] = {k: v for k, v in msg.items() if k != "phase"}
+        rss_ready = tree.rss_by_kind()
+        rec["rss_kib_idle"] = rss_idle
+        rec["rss_kib_ready"] = rss_ready
         if load[0] > 2:
             say(f"  WARNING: load average {load[0]:.2f} > 2 before {run_name} on {side.name}; "
                 f"other processes were using {foreign:.1f} CPUs in the second before")
@@ -632,6 +647,17 @@ def table(results, pgb):
                          f"{r['exactly_once']} (missing {r['events_missing']}, dup {r['events_duplicated']}); "
                          f"from put sent p50/p99 {r['from_send_p50_ms']}/{r['from_send_p99_ms']} ms; "
                          f"put p99 {r['put_p99_ms']} ms")
+            # what the watchers cost: server memory with them minus idle;
+            # ballast's watches live in its workers, etcd's in its one process
+            kind = "worker" if side == "ballast" else "etcd"
+            idle = rec.get("rss_kib_idle", {}).get(kind)
+            ready = rec.get("rss_kib_ready", {}).get(kind)
+            if idle is not None and ready is not None and r["watchers"]:
+                per = (ready - idle) / 1024 / (r["watchers"] / 1000)
+                rec["rss_mib_per_1000_watchers"] = round(per, 2)
+                extra.append(f"{name:10} {side:8} {kind} RSS {idle / 1024:.1f} MiB idle, "
+                             f"{ready / 1024:.1f} MiB with the watchers: {per:.2f} MiB "
+                             f"per 1,000 watchers")
         elif name == "lease":
             extra.append(f"{name:10} {side:8} {r['leases']} leases over {r['clients']} streams; "
                          f"grants {r['grants_per_s']:.0f}/s before the run")
