@@ -491,7 +491,7 @@ bl_etcd_watch_flow(struct ev_loop *loop, ev_timer *w, int revents)
     bound = bl_etcd_conf()->watch_send_buffer;
 
     if (!ws->paused) {
-        if (pending <= bound) {
+        if (pending <= bound && !ws->declined) {
             return;
         }
         bl_log_debug("Watch stream paused with %zu bytes queued, "
@@ -514,6 +514,7 @@ bl_etcd_watch_flow(struct ev_loop *loop, ev_timer *w, int revents)
     bl_log_debug("Watch stream resumed, client: %.*s",
                  BL_STR_ARGS(ws->call->peer));
     ws->paused = 0;
+    ws->declined = 0;
     bl_etcd_watch_enter(ws);
     for (wt = ws->first; wt && !ws->paused && !ws->ending; wt = wt->next) {
         if (wt->sub) {

@@ -74,6 +74,7 @@ struct bl_etcd_ws_s {
     bl_storage_status_e  end_storage;  /* or this storage failure */
 
     unsigned         paused:1;
+    unsigned         declined:1;   /* the layer paused a watch of ours */
     unsigned         ending:1;
 };
 
@@ -88,7 +89,7 @@ void bl_etcd_watch_leave(bl_etcd_ws_t *ws);
 void bl_etcd_watch_control(bl_etcd_ws_t *ws, int64_t revision, int64_t id,
     int created, int canceled, int64_t compact_rev, const char *reason);
 /* the watch layer's callbacks (bl_watch_deliver_pt, bl_watch_fail_pt) */
-void bl_etcd_watch_deliver(void *data, const bl_watch_event_t *events,
+bl_int_t bl_etcd_watch_deliver(void *data, const bl_watch_event_t *events,
     size_t n, int64_t through);
 void bl_etcd_watch_fail(void *data, bl_storage_status_e st,
     int64_t compact_rev);

@@ -232,7 +232,7 @@ bl_etcd_watch_send_events(bl_etcd_wt_t *wt, const bl_watch_event_t *evs,
 
 /* the layer's callbacks */
 
-void
+bl_int_t
 bl_etcd_watch_deliver(void *data, const bl_watch_event_t *events, size_t n,
     int64_t through)
 {
@@ -242,8 +242,25 @@ bl_etcd_watch_deliver(void *data, const bl_watch_event_t *events, size_t n,
     int64_t        rev;
 
     if (ws->ending) {
-        return;
+        /* nothing more goes out: taking it costs nothing */
+        return BL_OK;
     }
+
+    /*
+     * The stream's output is over its bound: decline, so this watch
+     * pauses where it stood and reads these events from the log once the
+     * client has read; the whole stream pauses from the loop (flow_ev).
+     */
+    if (ws->paused
+        || bl_grpc_pending(ws->call) > bl_etcd_conf()->watch_send_buffer)
+    {
+        ws->declined = 1;
+        if (!ws->paused && !ev_is_active(&ws->flow_ev)) {
+            bl_timer_set(&ws->flow_ev, 0);
+        }
+        return BL_AGAIN;
+    }
+
     bl_etcd_watch_enter(ws);
 
     /* at most etcd's 1000 revisions per response, counted unfiltered */
@@ -263,6 +280,7 @@ bl_etcd_watch_deliver(void *data, const bl_watch_event_t *events, size_t n,
     }
 
     bl_etcd_watch_leave(ws);
+    return BL_OK;
 }
 
 void

@@ -27,6 +27,8 @@
 /* stop taking frames from nghttp2 while this much waits for the socket */
 #define BL_H2_OUT_BOUND          (64 * 1024)
 /* RST_STREAM frames a client may send: a burst, then per second */
+/* a drained call's output buffer larger than this is freed */
+#define BL_H2_OUT_KEEP           (64 * 1024)
 #define BL_H2_RESET_BURST        10000
 #define BL_H2_RESET_RATE         1000
 /* the graceful shutdown's final GOAWAY, if the PING is not answered */

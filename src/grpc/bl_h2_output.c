@@ -42,6 +42,15 @@ bl_h2_read_data(nghttp2_session *session, int32_t stream_id, uint8_t *buf,
         return (bl_h2_ssize_t) n;
     }
 
+    /*
+     * Drained: a buffer that grew for a burst (a watch stream's catch-up
+     * may queue megabytes) is given back, so that thousands of long-lived
+     * streams hold memory only while they have something to send.
+     */
+    if ((size_t) (st->out.end - st->out.data) > BL_H2_OUT_KEEP) {
+        bl_buf_release(&st->out);
+    }
+
     if (st->ended) {
         /* the status goes in trailers after the last DATA */
         *data_flags |= NGHTTP2_DATA_FLAG_EOF | NGHTTP2_DATA_FLAG_NO_END_STREAM;

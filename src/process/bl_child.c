@@ -5,6 +5,7 @@
 #include <bl_process.h>
 #include <bl_child.h>
 
+#include <malloc.h>
 #include <signal.h>
 #include <sys/resource.h>
 
@@ -122,6 +123,16 @@ bl_child_init(bl_cycle_t *cycle, bl_child_t *child)
 
     signal(SIGPIPE, SIG_IGN);
     signal(SIGHUP, SIG_IGN);        /* reloads are the master's business */
+
+#ifdef M_MMAP_THRESHOLD
+    /*
+     * A fixed threshold: glibc's own rises to the largest block freed so
+     * far, after which the megabyte buffers of a burst (watch streams
+     * catching up) come from the heap and are never given back; mapped,
+     * they return to the system as soon as they are freed.
+     */
+    (void) mallopt(M_MMAP_THRESHOLD, 256 * 1024);
+#endif
 
     ccf = bl_core_conf(cycle);
     if (ccf->rlimit_nofile != BL_CONF_UNSET) {

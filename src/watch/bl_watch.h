@@ -35,8 +35,14 @@ typedef struct bl_watch_s bl_watch_t;
  * revision the subscription has now seen everything up to (>= the last
  * event's).  The events and their bytes are valid only during the call.
  * The callback may call bl_watch_remove() on its own subscription.
+ *
+ * BL_OK: taken.  BL_AGAIN: not now (the consumer's output is full): the
+ * layer pauses the subscription where it stood before this delivery, as
+ * bl_watch_pause() would, and bl_watch_resume() later offers the same
+ * events again (from the log); so memory stays bounded by what the
+ * consumer accepts, not by what a page or a record holds.
  */
-typedef void (*bl_watch_deliver_pt)(void *data,
+typedef bl_int_t (*bl_watch_deliver_pt)(void *data,
     const bl_watch_event_t *events, size_t n, int64_t through);
 
 /*

@@ -392,10 +392,14 @@ bl_hub_log_done(void *data, bl_storage_status_e st, void *result)
             /* it re-reads this page when it is resumed */
             continue;
         }
-        w->through = bl_max(w->through, res->through);
-        if (n) {
-            w->deliver(w->data, ev, n, res->through);
+        if (n && w->deliver(w->data, ev, n, res->through) != BL_OK) {
+            if (!w->removed) {
+                /* declined: it re-reads this page once resumed */
+                w->state = BL_SUB_PAUSED;
+            }
+            continue;
         }
+        w->through = bl_max(w->through, res->through);
         bl_sub_advance(w);
     }
 
@@ -662,8 +666,16 @@ bl_hub_dispatch(const bl_ring_rec_t *rec)
         if (!w->removed && w->state == BL_SUB_SYNCED
             && rec->rev > w->through)
         {
-            w->through = rec->rev;
-            w->deliver(w->data, w->batch, w->nbatch, rec->rev);
+            if (w->deliver(w->data, w->batch, w->nbatch, rec->rev) == BL_OK)
+            {
+                w->through = rec->rev;
+
+            } else if (!w->removed && w->state == BL_SUB_SYNCED) {
+                /* declined: paused having seen all before this record */
+                w->through = bl_max(w->through, bl_hub.rev);
+                bl_sub_unindex(w);
+                w->state = BL_SUB_PAUSED;
+            }
         }
         w->nbatch = 0;
     }
