@@ -99,8 +99,11 @@ ok = len(got) == 1000 and all(v == want for v in got.values())
 t.ok(ok, "1,000 watches from an old revision: each got revisions "
      f"{first}..{last} exactly once, in order ({len(got)} watches heard)")
 used = statements() - before
-t.ok(used < 100, f"their catch-up cost {used} statements, not one read "
-     "per watch (1,000)")
+# one read per watch would be 1,000 or more; shared, it is a few dozen
+# (a few hundred when a loaded machine spreads the creates out, and the
+# 64k send_buffer makes streams pause and re-read)
+t.ok(used < 500, f"their catch-up cost {used} statements, not one read "
+     "per watch (1,000 or more)")
 for s in streams:
     s.close()
 kv.close()
