@@ -304,6 +304,7 @@ bl_hub_catchup(bl_watch_t *w)
     req.key = w->key;
     req.range_end = w->end;
 
+    bl_watch_stats.catchup_reads++;
     st = bl_storage_log_read(w->pool, &req, bl_hub_log_done, w, &w->op);
     if (st != BL_ST_OK) {
         w->op = NULL;
@@ -711,4 +712,10 @@ bl_watch_hub_stop(void)
     free(bl_hub.all);
     free(bl_hub.dead);
     memset(&bl_hub, 0, sizeof(bl_hub));
+}
+
+size_t
+bl_watch_count(void)
+{
+    return bl_hub.nall;
 }
