@@ -59,6 +59,9 @@ def raw(data, addr=HTTP, timeout=5):
 
 # --- each endpoint
 
+# wait_ready() saw one worker serve; the other may still be connecting to
+# PostgreSQL (and rightly answer 503) on a loaded machine
+bltest.wait_until(lambda: all(get("/health")[0] == 200 for _ in range(6)), 20)
 st, h, body = get("/health")
 t.is_((st, body), (200, '{"health":"true","reason":""}'), "GET /health: 200, etcd's JSON")
 st, h, body = get("/livez")

@@ -10,6 +10,7 @@
 #include <bl_storage.h>
 #include <rpc.pb-c.h>
 #include <kv.pb-c.h>
+#include <bl_etcd_stats.h>
 
 typedef struct {
     size_t     max_request_bytes;    /* etcd --max-request-bytes */

@@ -35,6 +35,9 @@
 /* the watcher's expiry job: every tick, at most this many leases */
 #define BL_ETCD_EXPIRE_MSEC        250
 #define BL_ETCD_EXPIRE_BATCH       100
+/* and how often it counts the leases for metrics: a scan of the lease
+ * table's index, so seldom (a gauge scraped every 15 s or more) */
+#define BL_ETCD_LEASE_COUNT_MSEC   5000
 
 typedef Etcdserverpb__LeaseKeepAliveResponse  bl_ka_resp_pb_t;
 
@@ -596,6 +599,7 @@ bl_etcd_ka_done(void *data, bl_storage_status_e st, void *result)
     if (st == BL_ST_OK) {
         ka->ttl = res->ttl;
         ka->revision = res->header_revision;
+        bl_etcd_stats.lease_renewals++;
     }
     bl_etcd_ka_settle(kas);
 }
@@ -938,6 +942,9 @@ static struct {
     bl_pool_t         *pool;
     bl_storage_op_t   *op;
     unsigned           failing:1;
+    ev_timer           count_tick;
+    bl_pool_t         *count_pool;
+    bl_storage_op_t   *count_op;
 } bl_etcd_expiry;
 
 static void bl_etcd_expiry_run(void);
@@ -960,6 +967,7 @@ bl_etcd_expiry_done(void *data, bl_storage_status_e st, void *result)
         if (res->revoked) {
             bl_log_debug("expired %" PRId64 " leases%s", res->revoked,
                          res->more ? ", more are due" : "");
+            bl_etcd_stats.leases_expired += (uint64_t) res->revoked;
         }
         more = res->more != 0;
 
@@ -1008,6 +1016,52 @@ bl_etcd_expiry_tick(struct ev_loop *loop, ev_timer *w, int revents)
     bl_etcd_expiry_run();
 }
 
+/*
+ * The lease count for metrics rides on the same job: a failure only
+ * leaves the last count in place (the expiry says when the store is out).
+ */
+
+static void
+bl_etcd_lease_count_done(void *data, bl_storage_status_e st, void *result)
+{
+    bl_lease_count_res_t  *res = result;
+
+    BL_UNUSED(data);
+    bl_etcd_expiry.count_op = NULL;
+
+    if (st == BL_ST_OK) {
+        bl_etcd_stats.leases = res->count;
+    }
+
+    bl_pool_destroy(bl_etcd_expiry.count_pool);
+    bl_etcd_expiry.count_pool = NULL;
+}
+
+static void
+bl_etcd_lease_count_tick(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    bl_storage_status_e  st;
+
+    BL_UNUSED(loop);
+    BL_UNUSED(w);
+    BL_UNUSED(revents);
+
+    if (bl_etcd_expiry.count_op) {
+        return;
+    }
+    bl_etcd_expiry.count_pool = bl_pool_create(BL_POOL_DEFAULT_SIZE);
+    if (bl_etcd_expiry.count_pool == NULL) {
+        return;
+    }
+    st = bl_storage_lease_count(bl_etcd_expiry.count_pool,
+                                bl_etcd_lease_count_done, NULL,
+                                &bl_etcd_expiry.count_op);
+    if (st != BL_ST_OK) {
+        bl_etcd_expiry.count_op = NULL;
+        bl_etcd_lease_count_done(NULL, st, NULL);
+    }
+}
+
 bl_int_t
 bl_etcd_lease_expiry_start(void)
 {
@@ -1017,5 +1071,11 @@ bl_etcd_lease_expiry_start(void)
     every = (ev_tstamp) BL_ETCD_EXPIRE_MSEC / 1000.0;
     ev_timer_init(&bl_etcd_expiry.tick, bl_etcd_expiry_tick, every, every);
     ev_timer_start(bl_loop, &bl_etcd_expiry.tick);
+
+    /* the first count soon after start, then every few seconds */
+    every = (ev_tstamp) BL_ETCD_LEASE_COUNT_MSEC / 1000.0;
+    ev_timer_init(&bl_etcd_expiry.count_tick, bl_etcd_lease_count_tick,
+                  0.5, every);
+    ev_timer_start(bl_loop, &bl_etcd_expiry.count_tick);
     return BL_OK;
 }

@@ -219,6 +219,7 @@ bl_etcd_watch_send_events(bl_etcd_wt_t *wt, const bl_watch_event_t *evs,
     }
     r->events = events;
     r->n_events = k;
+    bl_etcd_stats.watch_events += k;
 
     if (wt->fragment) {
         bl_etcd_watch_send_fragments(ws, r);

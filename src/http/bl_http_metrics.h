@@ -4,10 +4,12 @@
  *
  * The master maps one area (at the first configuration it reads) before
  * it forks; the area outlives reloads.  It holds a header and an array
- * of slots; each worker claims a slot at start (compare-and-swap of its
- * pid) and is the only writer of it.  A scrape sums every slot.
+ * of slots; each worker, and the watcher, claims a slot at start
+ * (compare-and-swap of its pid) and is the only writer of it.  A scrape
+ * sums every slot.  The master counts its own events (reloads, respawns)
+ * in the header.
  *
- * Counters keep their totals for the life of the master: a worker that
+ * Counters keep their totals for the life of the master: a process that
  * starts (a respawn, or a new generation after HUP) claims a slot whose
  * owner is gone and adds to what is there, so totals never go back and
  * Prometheus sees no reset.  Gauges (open connections and streams) are
@@ -22,13 +24,23 @@
  * only warns when worker_processes outgrew it */
 bl_int_t bl_metrics_init(bl_uint_t worker_processes);
 
-/* worker: claim a slot, count the transport's calls, publish gauges */
-bl_int_t bl_metrics_start(void);
-/* worker, exiting: gauges to 0, slot free for the next worker */
+/* a worker or the watcher (process: BL_PROCESS_WORKER or _WATCHER):
+ * claim a slot, count (a worker: the transport's calls), publish */
+bl_int_t bl_metrics_start(bl_uint_t process);
+/* exiting: gauges to 0, slot free for the next process */
 void bl_metrics_stop(void);
 
 /* HTTP connections of this worker, for its gauge */
 void bl_metrics_http_connections(bl_uint_t n);
+
+/* master: a reload's outcome (ok: the new generation serves; not ok: the
+ * old configuration stays), and a child started again after it died */
+#define BL_METRICS_RESPAWN_WORKER    0
+#define BL_METRICS_RESPAWN_WATCHER   1
+#define BL_METRICS_RESPAWN_POSTGRES  2
+
+void bl_metrics_reloaded(int ok);
+void bl_metrics_respawned(bl_uint_t which);
 
 /* the Prometheus text exposition (format 0.0.4) of the whole node */
 bl_int_t bl_metrics_render(bl_buf_t *out);

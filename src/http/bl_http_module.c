@@ -12,7 +12,8 @@
  * etcd's do.  The master maps the metrics area here when it reads a
  * configuration (the first time; it is kept across reloads); each worker
  * claims its slot, accepts on the http_listen sockets and takes HTTP/1.x
- * connections from the gRPC port.
+ * connections from the gRPC port; the watcher claims a slot too, for
+ * what only it knows (the store's revision, the lease count).
  */
 #include <bl_core.h>
 #include <bl_conf_file.h>
@@ -193,6 +194,11 @@ bl_http_init_process(bl_cycle_t *cycle, bl_uint_t process)
 {
     bl_http_conf_t  *hcf;
 
+    if (process == BL_PROCESS_WATCHER) {
+        /* the ring, the store's revisions, the lease jobs: its slot */
+        return bl_metrics_start(process);
+    }
+
     if (process != BL_PROCESS_WORKER) {
         return BL_OK;
     }
@@ -202,7 +208,7 @@ bl_http_init_process(bl_cycle_t *cycle, bl_uint_t process)
     bl_http_request_timeout = hcf->request_timeout;
     bl_http_keepalive_timeout = hcf->keepalive_timeout;
 
-    if (bl_metrics_start() != BL_OK) {
+    if (bl_metrics_start(process) != BL_OK) {
         return BL_ERROR;
     }
 
@@ -220,6 +226,9 @@ bl_http_exit_process(bl_cycle_t *cycle, bl_uint_t process)
     if (process == BL_PROCESS_WORKER) {
         bl_grpc_set_http1_handler(NULL);
         bl_http_server_stop();
+        bl_metrics_stop();
+
+    } else if (process == BL_PROCESS_WATCHER) {
         bl_metrics_stop();
     }
 }

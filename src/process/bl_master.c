@@ -14,6 +14,7 @@
 #include <bl_event.h>
 #include <bl_process.h>
 #include <bl_embedded.h>
+#include <bl_http_metrics.h>
 #include <bl_master.h>
 #include <bl_child.h>
 
@@ -242,6 +243,7 @@ bl_master_finish_reload(bl_master_t *m)
         m->old_cycle = NULL;
     }
     m->reloading = 0;
+    bl_metrics_reloaded(1);
     bl_log_error(BL_LOG_NOTICE, 0, "reconfigured: generation %lu serving",
                  (unsigned long) m->cycle->generation);
 }
@@ -264,6 +266,7 @@ bl_master_abort_reload(bl_master_t *m)
     bl_log = &m->cycle->log;
     bl_cycle_free(failed);
     m->reloading = 0;
+    bl_metrics_reloaded(0);
 }
 
 static void
@@ -281,6 +284,7 @@ bl_master_reload(bl_master_t *m)
     if (cycle == NULL) {
         bl_log_error(BL_LOG_ALERT, 0, "reconfiguration failed, the old "
                      "configuration keeps serving");
+        bl_metrics_reloaded(0);
         return;
     }
     if (bl_embedded_changed(m->cycle, cycle)) {
@@ -303,6 +307,7 @@ bl_master_reload(bl_master_t *m)
 
 keep_old:
     bl_log_error(BL_LOG_ALERT, 0, "the old configuration keeps serving");
+    bl_metrics_reloaded(0);
     bl_return_listening(&cycle->listening, &m->cycle->listening);
     bl_cycle_free(cycle);
 }
@@ -472,6 +477,7 @@ bl_master_respawn(bl_master_t *m, int s)
     m->respawn_at[s] = 0;
 
     if (p.kind == BL_KIND_POSTGRES) {
+        bl_metrics_respawned(BL_METRICS_RESPAWN_POSTGRES);
         bl_master_start_postgres(m);
         return;
     }
@@ -479,6 +485,9 @@ bl_master_respawn(bl_master_t *m, int s)
     if (p.generation != m->cycle->generation) {
         return;
     }
+    bl_metrics_respawned(p.kind == BL_PROCESS_WORKER
+                         ? BL_METRICS_RESPAWN_WORKER
+                         : BL_METRICS_RESPAWN_WATCHER);
     ns = bl_master_spawn(m, p.kind == BL_PROCESS_WORKER
                             ? bl_master_worker_proc : bl_master_watcher_proc,
                          m->cycle, p.name, p.kind, p.generation, p.slot,

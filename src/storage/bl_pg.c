@@ -674,6 +674,39 @@ bl_storage_available(void)
 }
 
 
+void
+bl_storage_pool_stats(bl_storage_pool_stats_t *ps)
+{
+    bl_uint_t      i;
+    bl_pg_conn_t  *c;
+
+    memset(ps, 0, sizeof(bl_storage_pool_stats_t));
+
+    for (i = 0; i < bl_pg.nconns; i++) {
+        c = &bl_pg.conns[i];
+
+        switch (c->state) {
+
+        case BL_PG_READY:
+            if (c->inflight > 0) {
+                ps->busy++;
+            } else {
+                ps->idle++;
+            }
+            break;
+
+        case BL_PG_CLOSED:
+            ps->broken++;
+            break;
+
+        default:
+            ps->connecting++;
+            break;
+        }
+    }
+}
+
+
 /* messages */
 
 static const char *

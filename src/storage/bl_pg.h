@@ -227,6 +227,7 @@ int bl_storage_range_form(const bl_str_t *range_end);
 #define BL_PG_STMT_LEASE_TTL         "bl_lease_ttl"
 #define BL_PG_STMT_LEASE_LIST        "bl_lease_list"
 #define BL_PG_STMT_LEASE_EXPIRE      "bl_lease_expire"
+#define BL_PG_STMT_LEASE_COUNT       "bl_lease_count"
 
 /* the channel every write batch notifies (with its revision) */
 #define BL_PG_CHANNEL                "ballast"

@@ -376,6 +376,10 @@ bl_pg_listen_read(void)
 
         PQfreemem(n);
 
+        /* the store got there: what this process knows of it (metrics
+         * report the watcher's, against the ring) */
+        bl_pg_seen_revision(rev);
+
         if (l->state == BL_PG_LISTEN_READY && !l->pinging) {
             bl_timer_set(&l->timer, BL_PG_LISTEN_PING);
         }

@@ -603,6 +603,11 @@ const char  bl_pg_log_range_sql[] =
 #define BL_PG_LEASE_EXPIRE_SQL                                                \
     "SELECT revoked, more, rev FROM ballast_lease_expire($1)"
 
+/* metrics: the revision, and the leases (the primary key's index) */
+#define BL_PG_LEASE_COUNT_SQL                                                 \
+    "SELECT m.revision, (SELECT count(*) FROM ballast_lease)"                 \
+    " FROM ballast_meta m WHERE m.id = 1"
+
 
 static const Oid  bl_pg_range_types[] = {
     BL_PG_BYTEAOID, BL_PG_BYTEAOID, BL_PG_INT8OID, BL_PG_BOOLOID,
@@ -681,6 +686,7 @@ const bl_pg_stmt_t  bl_pg_stmts[] = {
     { BL_PG_STMT_LEASE_LIST, BL_PG_LEASE_LIST_SQL, 0, NULL },
     { BL_PG_STMT_LEASE_EXPIRE, BL_PG_LEASE_EXPIRE_SQL, 1,
       bl_pg_lease_expire_types },
+    { BL_PG_STMT_LEASE_COUNT, BL_PG_LEASE_COUNT_SQL, 0, NULL },
 };
 
 const size_t  bl_pg_nstmts = bl_nelems(bl_pg_stmts);

@@ -213,11 +213,18 @@ typedef struct {
     int64_t    more;              /* 1 if more were due than handled */
 } bl_lease_expire_res_t;
 
+typedef struct {
+    int64_t    header_revision;
+    int64_t    count;             /* live leases (expired ones included
+                                   * until the expiry revokes them) */
+} bl_lease_count_res_t;
+
 typedef struct bl_storage_op_s bl_storage_op_t;
 
 /* result: bl_range_res_t *, bl_put_res_t *, bl_delete_res_t *,
  * bl_txn_res_t *, bl_compact_res_t *, bl_log_res_t *, bl_lease_res_t *,
- * bl_lease_list_res_t * or bl_lease_expire_res_t *;
+ * bl_lease_list_res_t *, bl_lease_expire_res_t * or
+ * bl_lease_count_res_t *;
  * NULL unless BL_ST_OK (bl_log_res_t also with BL_ST_COMPACTED) */
 typedef void (*bl_storage_handler_pt)(void *data, bl_storage_status_e st,
     void *result);
@@ -298,6 +305,10 @@ bl_storage_status_e bl_storage_lease_list(bl_pool_t *pool,
  */
 bl_storage_status_e bl_storage_lease_expire(bl_pool_t *pool, int64_t max,
     bl_storage_handler_pt handler, void *data, bl_storage_op_t **op);
+/* how many leases the store holds (for metrics: a scan of the lease
+ * table, so call it seldom, never per request) */
+bl_storage_status_e bl_storage_lease_count(bl_pool_t *pool,
+    bl_storage_handler_pt handler, void *data, bl_storage_op_t **op);
 
 void bl_storage_cancel(bl_storage_op_t *op);
 
@@ -321,6 +332,17 @@ typedef struct {
 } bl_storage_stats_t;
 
 extern bl_storage_stats_t  bl_storage_stats;
+
+/* this process's pool connections by state, for metrics */
+typedef struct {
+    bl_uint_t  busy;             /* up, a round trip in flight */
+    bl_uint_t  idle;             /* up, nothing in flight */
+    bl_uint_t  connecting;       /* connecting, checking the schema or
+                                    preparing statements */
+    bl_uint_t  broken;           /* failed, waiting to connect again */
+} bl_storage_pool_stats_t;
+
+void bl_storage_pool_stats(bl_storage_pool_stats_t *ps);
 
 const char *bl_storage_status_text(bl_storage_status_e st);
 

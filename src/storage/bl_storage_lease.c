@@ -40,6 +40,10 @@ static bl_int_t bl_storage_lease_expire_send(PGconn *pc,
     bl_storage_op_t *op);
 static void bl_storage_lease_expire_result(bl_storage_op_t *op,
     PGresult *res);
+static bl_int_t bl_storage_lease_count_send(PGconn *pc,
+    bl_storage_op_t *op);
+static void bl_storage_lease_count_result(bl_storage_op_t *op,
+    PGresult *res);
 
 
 static const bl_pg_op_type_t  bl_storage_lease_grant_type = {
@@ -70,6 +74,11 @@ static const bl_pg_op_type_t  bl_storage_lease_list_type = {
 static const bl_pg_op_type_t  bl_storage_lease_expire_type = {
     "lease expiry", 1, 0, 0, bl_storage_lease_expire_send,
     bl_storage_lease_expire_result, NULL
+};
+
+static const bl_pg_op_type_t  bl_storage_lease_count_type = {
+    "lease count", 0, 0, 0, bl_storage_lease_count_send,
+    bl_storage_lease_count_result, NULL
 };
 
 
@@ -664,4 +673,58 @@ bl_storage_lease_expire_result(bl_storage_op_t *op, PGresult *res)
 
     op->status = BL_ST_OK;
     op->result = er;
+}
+
+
+/* count */
+
+bl_storage_status_e
+bl_storage_lease_count(bl_pool_t *pool, bl_storage_handler_pt handler,
+    void *data, bl_storage_op_t **op)
+{
+    return bl_storage_lease_post(&bl_storage_lease_count_type, pool, 0, 0,
+                                 0, 0, handler, data, op);
+}
+
+
+static bl_int_t
+bl_storage_lease_count_send(PGconn *pc, bl_storage_op_t *op)
+{
+    BL_UNUSED(op);
+
+    if (PQsendQueryPrepared(pc, BL_PG_STMT_LEASE_COUNT, 0, NULL, NULL, NULL,
+                            1)
+        != 1)
+    {
+        return BL_ERROR;
+    }
+
+    return BL_OK;
+}
+
+
+/* revision, count */
+static void
+bl_storage_lease_count_result(bl_storage_op_t *op, PGresult *res)
+{
+    bl_lease_count_res_t  *cr;
+
+    cr = bl_pcalloc(op->pool, sizeof(bl_lease_count_res_t));
+    if (cr == NULL) {
+        op->status = BL_ST_INTERNAL;
+        return;
+    }
+
+    if (PQntuples(res) != 1 || PQnfields(res) != 2
+        || bl_pg_int64(res, 0, 0, &cr->header_revision) != BL_OK
+        || bl_pg_int64(res, 0, 1, &cr->count) != BL_OK)
+    {
+        bl_storage_lease_invalid(op);
+        return;
+    }
+
+    bl_pg_seen_revision(cr->header_revision);
+
+    op->status = BL_ST_OK;
+    op->result = cr;
 }

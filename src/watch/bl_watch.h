@@ -88,4 +88,16 @@ int bl_watch_synced(bl_watch_t *w);
 /* the revision the subscription has seen everything up to */
 int64_t bl_watch_through(bl_watch_t *w);
 
+/* subscriptions of this worker, for metrics */
+size_t bl_watch_count(void);
+
+/* counters for metrics, per worker */
+typedef struct {
+    uint64_t   catchup_reads;   /* log pages read for subscriptions that
+                                   started before, or fell behind, what
+                                   the worker has read of the ring */
+} bl_watch_stats_t;
+
+extern bl_watch_stats_t  bl_watch_stats;
+
 #endif /* BL_WATCH_H */

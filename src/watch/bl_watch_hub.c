@@ -460,6 +460,7 @@ bl_hub_catchup(bl_watch_t *w)
     req.key = r->key;
     req.range_end = r->end;
 
+    bl_watch_stats.catchup_reads++;
     st = bl_storage_log_read(r->pool, &req, bl_hub_log_done, r, &r->op);
     if (st != BL_ST_OK) {
         bl_hub_read_free(r);
@@ -875,4 +876,10 @@ bl_watch_hub_stop(void)
     free(bl_hub.all);
     free(bl_hub.dead);
     memset(&bl_hub, 0, sizeof(bl_hub));
+}
+
+size_t
+bl_watch_count(void)
+{
+    return bl_hub.nall;
 }

@@ -8,6 +8,7 @@
 #include <bl_cycle.h>
 #include <bl_process.h>
 #include <bl_ring.h>
+#include <bl_watch.h>
 #include <bl_watch_module.h>
 
 #include <sys/eventfd.h>
@@ -38,6 +39,7 @@ bl_module_t  bl_watch_module = {
 bl_ring_t  *bl_watch_ring;
 int         bl_watch_wake[BL_WATCH_WAKE_SLOTS];
 static size_t  bl_watch_ring_mapped;
+bl_watch_stats_t  bl_watch_stats;
 
 static void *
 bl_watch_create_conf(bl_cycle_t *cycle)
