@@ -94,4 +94,12 @@ bl_int_t bl_etcd_watch_deliver(void *data, const bl_watch_event_t *events,
 void bl_etcd_watch_fail(void *data, bl_storage_status_e st,
     int64_t compact_rev);
 
+/* bl_etcd_watch_pack.c: events packed once per worker */
+#define BL_ETCD_WATCH_HEAD_MAX  96
+uint64_t bl_etcd_watch_pack_begin(void);
+const bl_str_t *bl_etcd_watch_pack_event(const bl_watch_event_t *ev,
+    int with_prev, uint64_t seq, bl_pool_t *tmp);
+size_t bl_etcd_watch_pack_head(bl_pool_t *tmp, int64_t revision, int64_t id,
+    u_char *buf, size_t size);
+
 #endif /* BL_ETCD_WATCH_H */

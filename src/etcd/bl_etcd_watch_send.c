@@ -25,6 +25,18 @@ bl_etcd_watch_response(bl_etcd_ws_t *ws, int64_t revision, int64_t id)
     return r;
 }
 
+/* after a response was queued: over the bound, the stream pauses */
+static void
+bl_etcd_watch_sent(bl_etcd_ws_t *ws)
+{
+    if (bl_grpc_pending(ws->call) > bl_etcd_conf()->watch_send_buffer
+        && !ws->paused && !ev_is_active(&ws->flow_ev))
+    {
+        /* pausing the others is not allowed from the layer's callbacks */
+        bl_timer_set(&ws->flow_ev, 0);
+    }
+}
+
 static void
 bl_etcd_watch_send(bl_etcd_ws_t *ws, const bl_wresp_pb_t *r)
 {
@@ -33,13 +45,7 @@ bl_etcd_watch_send(bl_etcd_ws_t *ws, const bl_wresp_pb_t *r)
     }
     /* BL_ERROR: the call is being cancelled, on_cancel follows */
     (void) bl_grpc_send(ws->call, &r->base);
-
-    if (bl_grpc_pending(ws->call) > bl_etcd_conf()->watch_send_buffer
-        && !ws->paused && !ev_is_active(&ws->flow_ev))
-    {
-        /* pausing the others is not allowed from the layer's callbacks */
-        bl_timer_set(&ws->flow_ev, 0);
-    }
+    bl_etcd_watch_sent(ws);
 }
 
 void
@@ -153,7 +159,70 @@ bl_etcd_watch_send_fragments(bl_etcd_ws_t *ws, bl_wresp_pb_t *r)
     }
 }
 
-/* the events of whole revisions, filtered, as one response (or parts) */
+/*
+ * The common case, a watch without `fragment`: the response assembled
+ * from its header and the events as each worker packs them once (see
+ * bl_etcd_watch_pack.c); the bytes are those protobuf-c would write.
+ */
+static void
+bl_etcd_watch_send_packed(bl_etcd_wt_t *wt, const bl_watch_event_t *evs,
+    size_t n, int64_t through)
+{
+    size_t           i, k;
+    uint64_t         seq;
+    bl_etcd_ws_t    *ws = wt->ws;
+    bl_str_t        *parts;
+    const bl_str_t  *f;
+    u_char           head[BL_ETCD_WATCH_HEAD_MAX];
+
+    parts = bl_palloc(ws->tmp, (n + 1) * sizeof(bl_str_t));
+    if (parts == NULL) {
+        bl_etcd_watch_oom(ws);
+        return;
+    }
+
+    seq = bl_etcd_watch_pack_begin();
+    for (i = 0, k = 1; i < n; i++) {
+        if (evs[i].type == BL_WATCH_DELETE ? wt->no_delete : wt->no_put) {
+            continue;
+        }
+        f = bl_etcd_watch_pack_event(&evs[i], wt->prev_kv, seq, ws->tmp);
+        if (f == NULL) {
+            bl_etcd_watch_oom(ws);
+            return;
+        }
+        parts[k++] = *f;
+    }
+
+    if (k == 1) {
+        /* etcd sends nothing when the filters dropped every event */
+        return;
+    }
+
+    /* the header's revision: see bl_etcd_watch_send_events() */
+    parts[0].data = head;
+    parts[0].len = bl_etcd_watch_pack_head(ws->tmp,
+                                           bl_max(through,
+                                                  bl_watch_revision()),
+                                           wt->id, head, sizeof(head));
+    if (parts[0].len == 0) {
+        bl_etcd_watch_oom(ws);
+        return;
+    }
+    bl_etcd_stats.watch_events += k - 1;
+
+    if (!ws->ending) {
+        /* BL_ERROR: the call is being cancelled, on_cancel follows */
+        (void) bl_grpc_send_parts(ws->call, parts, k);
+        bl_etcd_watch_sent(ws);
+    }
+
+    /* etcd: a response with events elides the next progress notification */
+    wt->idle = 0;
+}
+
+/* the events of whole revisions, filtered, as one response, or in
+ * fragments for a watch that asked for them */
 static void
 bl_etcd_watch_send_events(bl_etcd_wt_t *wt, const bl_watch_event_t *evs,
     size_t n, int64_t through)
@@ -163,6 +232,11 @@ bl_etcd_watch_send_events(bl_etcd_wt_t *wt, const bl_watch_event_t *evs,
     bl_wresp_pb_t    *r;
     Mvccpb__Event    *ev, **events;
     int               deleted;
+
+    if (!wt->fragment) {
+        bl_etcd_watch_send_packed(wt, evs, n, through);
+        return;
+    }
 
     events = bl_palloc(ws->tmp, n * sizeof(Mvccpb__Event *));
     if (events == NULL) {
@@ -221,11 +295,7 @@ bl_etcd_watch_send_events(bl_etcd_wt_t *wt, const bl_watch_event_t *evs,
     r->n_events = k;
     bl_etcd_stats.watch_events += k;
 
-    if (wt->fragment) {
-        bl_etcd_watch_send_fragments(ws, r);
-    } else {
-        bl_etcd_watch_send(ws, r);
-    }
+    bl_etcd_watch_send_fragments(ws, r);
 
     /* etcd: a response with events elides the next progress notification */
     wt->idle = 0;

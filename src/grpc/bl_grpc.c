@@ -236,6 +236,57 @@ bl_grpc_send(bl_grpc_call_t *call, const ProtobufCMessage *msg)
 }
 
 
+bl_int_t
+bl_grpc_send_parts(bl_grpc_call_t *call, const bl_str_t *parts,
+    size_t nparts)
+{
+    size_t           size, i;
+    u_char          *p;
+    bl_h2_stream_t  *st;
+
+    st = (bl_h2_stream_t *) call;
+
+    if (!st->active || st->closed || st->conn->closing) {
+        return BL_ERROR;
+    }
+
+    size = 0;
+    for (i = 0; i < nparts; i++) {
+        size += parts[i].len;
+    }
+
+    if (size > UINT32_MAX) {
+        bl_log_error(BL_LOG_ERR, 0,
+                     "response of %zu bytes is too long for gRPC, "
+                     "%s, client: %.*s", size, call->method->path,
+                     BL_STR_ARGS(call->peer));
+        bl_h2_stream_reset(st, NGHTTP2_INTERNAL_ERROR);
+        return BL_ERROR;
+    }
+
+    if (bl_buf_reserve(&st->out, BL_GRPC_PREFIX_LEN + size) != BL_OK) {
+        bl_h2_stream_reset(st, NGHTTP2_INTERNAL_ERROR);
+        return BL_ERROR;
+    }
+
+    bl_grpc_frame_prefix(st->out.last, (uint32_t) size);
+    p = st->out.last + BL_GRPC_PREFIX_LEN;
+    for (i = 0; i < nparts; i++) {
+        if (parts[i].len) {
+            memcpy(p, parts[i].data, parts[i].len);
+            p += parts[i].len;
+        }
+    }
+    st->out.last = p;
+
+    if (bl_h2_observer != NULL) {
+        bl_h2_observer->msg_sent(call->method);
+    }
+
+    return bl_h2_stream_output(st);
+}
+
+
 size_t
 bl_grpc_pending(bl_grpc_call_t *call)
 {

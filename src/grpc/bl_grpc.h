@@ -93,6 +93,14 @@ bl_int_t bl_grpc_register(const bl_grpc_method_t *methods, size_t n);
  */
 bl_int_t bl_grpc_send(bl_grpc_call_t *call, const ProtobufCMessage *msg);
 
+/*
+ * Queue one response message that the service packed itself, as the
+ * concatenation of these parts (a service that sends the same submessage
+ * to many calls packs it once).  Returns as bl_grpc_send().
+ */
+bl_int_t bl_grpc_send_parts(bl_grpc_call_t *call, const bl_str_t *parts,
+    size_t nparts);
+
 /* bytes queued on this call and not yet written: for slow-reader bounds */
 size_t bl_grpc_pending(bl_grpc_call_t *call);
 
