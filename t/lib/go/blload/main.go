@@ -466,12 +466,21 @@ func main() {
 	// everything up to the last sentinel that falls in its prefix
 	sentinels := map[string]int64{}
 	for _, w := range ws {
+		// not part of the load: retried (the control client may have
+		// been on a node that is gone)
 		key := w.prefix + "~end"
-		c, cancel := rpcCtx()
-		r, err := ctl.Put(c, key, "end")
-		cancel()
-		if err != nil {
-			die("sentinel put %s: %v", key, err)
+		var r *clientv3.PutResponse
+		for give := time.Now().Add(*settle); ; {
+			c, cancel := rpcCtx()
+			r, err = ctl.Put(c, key, "end")
+			cancel()
+			if err == nil {
+				break
+			}
+			if time.Now().After(give) {
+				die("sentinel put %s: %v", key, err)
+			}
+			time.Sleep(100 * time.Millisecond)
 		}
 		ack(acked{"put", key, "end", r.Header.Revision, "control"})
 		sentinels[key] = r.Header.Revision
