@@ -136,7 +136,6 @@ t.ok(bltest.wait_until(lambda: victim not in processes()[0]
                        and len(processes()[0]) == current, 10),
      f"the killed worker {victim} is respawned ({current} serve)")
 
-
 before_locals = [p["watch_local"][i] for i in moved]
 after = ld.wait_progress(
     lambda q: all(q["watch_local"][i] != before_locals[k] and q["watch_last"][i] > rev_at_kill
