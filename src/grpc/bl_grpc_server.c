@@ -201,6 +201,18 @@ bl_grpc_server_stop_accepting(void)
 
 
 void
+bl_grpc_server_resume_accepting(void)
+{
+    if (bl_grpc_accepting) {
+        return;
+    }
+
+    bl_grpc_accepting = 1;
+    bl_grpc_accept_enable(1);
+}
+
+
+void
 bl_grpc_server_shutdown(int graceful)
 {
     bl_grpc_server_stop_accepting();

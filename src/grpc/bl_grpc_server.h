@@ -18,6 +18,8 @@ bl_int_t bl_grpc_server_start(bl_cycle_t *cycle, SSL_CTX *tls);
 
 /* stop accepting; the listening sockets stay open (the master owns them) */
 void bl_grpc_server_stop_accepting(void);
+/* accept again after bl_grpc_server_stop_accepting() */
+void bl_grpc_server_resume_accepting(void);
 
 /*
  * graceful: stop accepting, GOAWAY (a shutdown notice, then the final

@@ -22,6 +22,12 @@ bl_child_exiting(void)
 }
 
 void
+bl_child_ready(void)
+{
+    bl_process_report_ready();
+}
+
+void
 bl_child_exit(void)
 {
     ev_break(bl_loop, EVBREAK_ALL);
@@ -182,7 +188,9 @@ bl_child_run(bl_cycle_t *cycle, bl_child_t *child)
 {
     bl_module_t  **m;
 
-    bl_process_report_ready();
+    if (!child->defer_ready) {
+        bl_child_ready();
+    }
     ev_run(bl_loop, 0);
 
     for (m = bl_modules; *m; m++) {

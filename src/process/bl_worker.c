@@ -11,8 +11,38 @@
 #include <bl_child.h>
 #include <bl_grpc.h>
 #include <bl_grpc_server.h>
+#include <bl_storage.h>
 
-static ev_timer  bl_worker_drain;
+/*
+ * A new worker takes clients only once it has a database connection, and
+ * only then reports ready: before that every request it took would fail
+ * with UNAVAILABLE, and on a reload the master drains the old workers as
+ * soon as the new ones are ready, so their clients would come here.  A
+ * database that stays away does not keep the worker out: after the wait
+ * it serves anyway and fails requests fast, as the other workers do.
+ */
+#define BL_WORKER_READY_WAIT  5.0     /* s */
+#define BL_WORKER_READY_POLL  0.005   /* s */
+
+static ev_timer   bl_worker_drain;
+static ev_timer   bl_worker_ready_ev;
+static ev_tstamp  bl_worker_ready_by;
+
+static void
+bl_worker_ready_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void) revents;
+    if (bl_storage_available() != BL_OK && ev_now(loop) < bl_worker_ready_by
+        && !bl_child_exiting())
+    {
+        return;
+    }
+    ev_timer_stop(loop, w);
+    if (!bl_child_exiting()) {
+        bl_grpc_server_resume_accepting();
+    }
+    bl_child_ready();
+}
 
 /* draining: leave once the last connection has closed */
 static void
@@ -45,9 +75,16 @@ bl_worker_process_cycle(bl_cycle_t *cycle)
 {
     bl_child_t  child = {
         "worker process", BL_PROCESS_WORKER, bl_worker_graceful,
-        bl_worker_fast
+        bl_worker_fast, 1
     };
 
     bl_child_init(cycle, &child);
+
+    bl_grpc_server_stop_accepting();
+    bl_worker_ready_by = ev_now(bl_loop) + BL_WORKER_READY_WAIT;
+    ev_timer_init(&bl_worker_ready_ev, bl_worker_ready_cb, 0.0,
+                  BL_WORKER_READY_POLL);
+    ev_timer_start(bl_loop, &bl_worker_ready_ev);
+
     bl_child_run(cycle, &child);
 }
