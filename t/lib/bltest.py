@@ -755,16 +755,25 @@ class Ballast:
         except FileNotFoundError:
             return ""
 
-    def start(self, wait=True):
-        """Run `ballast -c CONF`; with wait, wait_ready()."""
+    def start(self, wait=True, env=None):
+        """Run `ballast -c CONF`; with wait, wait_ready().  env: variables
+        to add to (value None: remove from) ballast's environment."""
         if self._proc is not None and self._proc.alive():
             raise RuntimeError("ballast already running")
         if not os.access(self.bin, os.X_OK):
             raise RuntimeError(f"{self.bin} is missing or not executable (not built?)")
         self._sent = set()
         self.exit_status = None
+        penv = None
+        if env:
+            penv = dict(os.environ)
+            for k, v in env.items():
+                if v is None:
+                    penv.pop(k, None)
+                else:
+                    penv[k] = v
         self._proc = _Proc([self.bin, "-c", self.conf_path],
-                           os.path.join(self.tmp, "stderr.log"), cwd=self.tmp)
+                           os.path.join(self.tmp, "stderr.log"), cwd=self.tmp, env=penv)
         if wait:
             self.wait_ready()
 
