@@ -3,6 +3,7 @@
 
 #include <fcntl.h>
 #include <grp.h>
+#include <pwd.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -198,6 +199,8 @@ bl_process_report_ready(void)
 bl_int_t
 bl_switch_user(uid_t uid, gid_t gid, const char *user)
 {
+    struct passwd  *pw;
+
     if (geteuid() != 0) {
         return BL_OK;
     }
@@ -213,6 +216,19 @@ bl_switch_user(uid_t uid, gid_t gid, const char *user)
     if (setuid(uid) == -1) {
         bl_log_error(BL_LOG_EMERG, errno, "setuid(%d) failed", (int) uid);
         return BL_ERROR;
+    }
+    /*
+     * HOME still names root's: libpq looks there for ~/.postgresql/
+     * (client certificate, root.crt) and ~/.pgpass, and a file it may not
+     * even stat is an error ("could not open certificate file
+     * /root/.postgresql/postgresql.crt: Permission denied") that fails
+     * every TLS connection.  The user's own home, as login(1) would set.
+     */
+    pw = getpwuid(uid);
+    if (pw != NULL && pw->pw_dir != NULL && pw->pw_dir[0] != '\0') {
+        (void) setenv("HOME", pw->pw_dir, 1);
+    } else {
+        (void) unsetenv("HOME");
     }
 #ifdef PR_SET_DUMPABLE
     /* core dumps stay possible after dropping privileges */
