@@ -243,6 +243,7 @@ extern char **environ;
 
 static char   *bl_title_start;
 static size_t  bl_title_size;
+static char  **bl_env_copies;
 
 void
 bl_init_setproctitle(int argc, char **argv)
@@ -279,6 +280,16 @@ bl_init_setproctitle(int argc, char **argv)
         }
     }
     env[i] = NULL;
+
+    /*
+     * A second list of the same strings: unsetenv() and setenv() take
+     * them out of environ (NOTIFY_SOCKET, HOME, ...), and they must stay
+     * reachable, for LeakSanitizer as for anyone reading the memory.
+     */
+    bl_env_copies = malloc((n + 1) * sizeof(char *));
+    if (bl_env_copies != NULL) {
+        memcpy(bl_env_copies, env, (n + 1) * sizeof(char *));
+    }
     environ = env;
 
     bl_title_start = argv[0];
