@@ -7,8 +7,9 @@
 # process's command line or environment, and without password_file the
 # login fails); with `cert` client authentication (the key owned by the
 # workers' user, 0600); it refuses, saying why in its log, a server whose
-# certificate is from another CA, a client key the workers cannot read, and
-# a server without TLS when sslmode=require.
+# certificate is from another CA, a client key readable by others, one the
+# workers cannot read (at start: a configuration error), and a server
+# without TLS when sslmode=require.
 import os, re, secrets, shutil, signal, subprocess, sys
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
 import bltest
@@ -209,12 +210,28 @@ t.ok(backs and all(s == "t" and "CN=certuser" in dn for s, dn in backs),
      "its connections are TLS with the client certificate (%s)" % backs[:1])
 b.stop()
 
+give("client.key", mode=0o644)           # a key copied carelessly
+b = ballast(cert_dsn, pw=False)
+refused(b, r"postgres: could not connect.*private key file \"[^\"]*client\.key\" has "
+        r"group or world access", "a client key readable by others")
+give("client.key")
+
 if bltest._is_root():
     give("client.key", to_nobody=False)      # root's 0600 key: workers cannot
     os.chown(path("client.key"), 0, 0)
     b = ballast(cert_dsn, pw=False)
-    refused(b, r"postgres: could not connect.*private key file.*client\.key.*",
-            "a client key the workers' user cannot read")
+    b.allow_alerts()                         # "could not start, not respawning"
+    b.start(wait=False, env={"PGPASSWORD": None, "PGSSLMODE": None})
+    said = bltest.wait_until(lambda: re.search(
+        r'\[emerg\].*the "sslkey" file "[^"]*client\.key" of "dsn" in \S+ cannot be '
+        r'read by user "nobody".*Permission denied', b.error_log()), 20)
+    t.ok(said, "a client key the workers' user cannot read: said once, clearly, at start")
+    t.ok(bltest.wait_until(lambda: re.search(r"could not start, not respawning",
+                                             b.error_log()), 10),
+         "  and the workers do not start (a configuration error, not an outage)")
+    t.ok(not re.search(r"could not load private key", b.error_log()),
+         "  libpq never tried (its message for this case is garbled)")
+    b.stop()
     give("client.key")
 else:
     t.skip("not root: the workers run as ourselves", 3)
