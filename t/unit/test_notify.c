@@ -7,6 +7,7 @@
 #include <bl_core.h>
 #include <bl_notify.h>
 
+#include <fcntl.h>
 #include <poll.h>
 #include <sys/stat.h>
 
@@ -180,6 +181,30 @@ pending(int fd)
 }
 
 
+static char  log_path[64];
+
+
+/* lines of the log that hold `what` */
+static int
+count(const char *path, const char *what)
+{
+    int    n;
+    char   line[1024];
+    FILE  *f;
+
+    n = 0;
+    f = fopen(path, "r");
+    if (f == NULL) {
+        return -1;
+    }
+    while (fgets(line, sizeof(line), f) != NULL) {
+        n += strstr(line, what) != NULL;
+    }
+    fclose(f);
+    return n;
+}
+
+
 static void
 send_tests(void)
 {
@@ -193,6 +218,12 @@ send_tests(void)
         return;
     }
     snprintf(path, sizeof(path), "%s/notify", dir);
+
+    /* the error log goes to a file the tests read */
+    snprintf(log_path, sizeof(log_path), "%s/error.log", dir);
+    bl_log->fd = open(log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC,
+                      0600);
+    ok(bl_log->fd != -1, "an error log at %s", log_path);
     fd = listener(path);
     ok(fd != -1, "a listener at %s", path);
 
@@ -274,13 +305,23 @@ send_tests(void)
     bl_notify_init(getpid());
     bl_notify_ready("a");
     bl_notify_ready("b");
+    bl_notify_stopping("c");
     ok(1, "sending to a socket nobody listens on returns");
+    is_int(count(log_path, "sendto() to NOTIFY_SOCKET"), 1,
+           "  and the failure is logged once, not per message");
+    ok(count(log_path, "failed while telling the service manager "
+             "\"READY=1\"") == 1, "  naming the message and the socket");
 
     setenv("NOTIFY_SOCKET", "relative", 1);
     bl_notify_init(getpid());
     is_int(bl_notify_enabled(), 0, "a relative NOTIFY_SOCKET is refused");
+    is_int(count(log_path, "NOTIFY_SOCKET \"relative\" is neither"), 1,
+           "  and says why");
 
     close(afd);
+    close(bl_log->fd);
+    bl_log->fd = STDERR_FILENO;
+    unlink(log_path);
     rmdir(dir);
 }
 
