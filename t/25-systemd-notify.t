@@ -124,6 +124,7 @@ t.ok(ready is not None, "READY=1 once the database is up")
 code = raw_put(b.endpoint, "k", "v1")
 t.is_(code, "OK", "a Put sent right after READY=1 succeeds (no retry)")
 if ready:
+    t.diag("READY=1 %.2f s after the database was started" % (ready[0] - before_db))
     t.ok(ready[0] > before_db, "READY=1 came after the database was started")
     t.is_(ready[1], master, "from the master's pid")
     t.like(ready[2].get("STATUS", ""), r"^serving", "with STATUS=serving...")
@@ -146,6 +147,7 @@ if rel:
 ready = L.wait("READY", n + 1, 20)
 t.ok(ready is not None, "then READY=1")
 if ready:
+    t.diag("HUP -> READY=1: %.3f s" % (ready[0] - sent))
     t.like(ready[2].get("STATUS", ""), r"^serving, configuration generation",
            "STATUS: serving the new generation")
     seen = at_ready.get(n + 1, {})
