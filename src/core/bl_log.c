@@ -9,6 +9,10 @@ bl_log_t  *bl_log = &bl_log_stderr;
 int        bl_log_process = 0;
 static int bl_log_stderr_too;
 
+/* the text of the last error logged: what a failed reload reports to the
+ * service manager (STATUS=reload failed: ...) */
+static char bl_log_last[256];
+
 static const char *bl_log_levels[] = {
     "", "emerg", "alert", "crit", "error", "warn", "notice", "info", "debug"
 };
@@ -27,6 +31,7 @@ bl_log_verror(int level, bl_err_t err, const char *fmt, va_list args)
     struct tm       tm;
     int             n, saved;
     ssize_t         w;
+    char           *msg;
 
     if (level > bl_log->level) {
         return;
@@ -44,6 +49,7 @@ bl_log_verror(int level, bl_err_t err, const char *fmt, va_list args)
                  bl_log_levels[level < 0 || level > BL_LOG_DEBUG ? 0 : level],
                  (int) getpid(), bl_log_process);
     p += bl_min(n, last - p);
+    msg = p;
 
     n = vsnprintf(p, last - p, fmt, args);
     if (n >= 0) {
@@ -56,6 +62,12 @@ bl_log_verror(int level, bl_err_t err, const char *fmt, va_list args)
         const char *es = strerror_r(err, ebuf, sizeof(ebuf));
         n = snprintf(p, last - p, " (%d: %s)", err, es);
         p += bl_min(n, last - p);
+    }
+
+    if (level >= BL_LOG_EMERG && level <= BL_LOG_ERR) {
+        n = (int) bl_min(p - msg, (ptrdiff_t) sizeof(bl_log_last) - 1);
+        memcpy(bl_log_last, msg, n);
+        bl_log_last[n] = '\0';
     }
 
     *p++ = '\n';
@@ -82,6 +94,18 @@ bl_log_error(int level, bl_err_t err, const char *fmt, ...)
     va_start(args, fmt);
     bl_log_verror(level, err, fmt, args);
     va_end(args);
+}
+
+const char *
+bl_log_last_error(void)
+{
+    return bl_log_last;
+}
+
+void
+bl_log_forget_error(void)
+{
+    bl_log_last[0] = '\0';
 }
 
 int

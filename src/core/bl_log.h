@@ -37,6 +37,11 @@ void bl_log_verror(int level, bl_err_t err, const char *fmt, va_list args);
         }                                                                     \
     } while (0)
 
+/* the message of the last emerg..error line logged ("" if none since
+ * bl_log_forget_error()), without the time and level prefix */
+const char *bl_log_last_error(void);
+void bl_log_forget_error(void);
+
 /* "info" -> BL_LOG_INFO, -1 when unknown */
 int bl_log_level_parse(const bl_str_t *name);
 const char *bl_log_level_name(int level);

@@ -3,6 +3,7 @@
 
 #include <fcntl.h>
 #include <grp.h>
+#include <pwd.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -198,6 +199,8 @@ bl_process_report_ready(void)
 bl_int_t
 bl_switch_user(uid_t uid, gid_t gid, const char *user)
 {
+    struct passwd  *pw;
+
     if (geteuid() != 0) {
         return BL_OK;
     }
@@ -214,6 +217,19 @@ bl_switch_user(uid_t uid, gid_t gid, const char *user)
         bl_log_error(BL_LOG_EMERG, errno, "setuid(%d) failed", (int) uid);
         return BL_ERROR;
     }
+    /*
+     * HOME still names root's: libpq looks there for ~/.postgresql/
+     * (client certificate, root.crt) and ~/.pgpass, and a file it may not
+     * even stat is an error ("could not open certificate file
+     * /root/.postgresql/postgresql.crt: Permission denied") that fails
+     * every TLS connection.  The user's own home, as login(1) would set.
+     */
+    pw = getpwuid(uid);
+    if (pw != NULL && pw->pw_dir != NULL && pw->pw_dir[0] != '\0') {
+        (void) setenv("HOME", pw->pw_dir, 1);
+    } else {
+        (void) unsetenv("HOME");
+    }
 #ifdef PR_SET_DUMPABLE
     /* core dumps stay possible after dropping privileges */
     (void) prctl(PR_SET_DUMPABLE, 1, 0, 0, 0);
@@ -227,6 +243,7 @@ extern char **environ;
 
 static char   *bl_title_start;
 static size_t  bl_title_size;
+static char  **bl_env_copies;
 
 void
 bl_init_setproctitle(int argc, char **argv)
@@ -263,6 +280,16 @@ bl_init_setproctitle(int argc, char **argv)
         }
     }
     env[i] = NULL;
+
+    /*
+     * A second list of the same strings: unsetenv() and setenv() take
+     * them out of environ (NOTIFY_SOCKET, HOME, ...), and they must stay
+     * reachable, for LeakSanitizer as for anyone reading the memory.
+     */
+    bl_env_copies = malloc((n + 1) * sizeof(char *));
+    if (bl_env_copies != NULL) {
+        memcpy(bl_env_copies, env, (n + 1) * sizeof(char *));
+    }
     environ = env;
 
     bl_title_start = argv[0];

@@ -4,6 +4,7 @@
 #include <bl_event.h>
 #include <bl_process.h>
 #include <bl_child.h>
+#include <bl_storage.h>
 
 #include <malloc.h>
 #include <signal.h>
@@ -12,6 +13,7 @@
 static ev_signal   bl_child_sig[5];
 static ev_io       bl_child_channel;
 static ev_timer    bl_child_deadline;
+static ev_timer    bl_child_ready_ev;
 static bl_child_t *bl_child_current;
 static int         bl_child_state;         /* 0 run, 1 draining, 2 fast */
 
@@ -19,12 +21,6 @@ int
 bl_child_exiting(void)
 {
     return bl_child_state != 0;
-}
-
-void
-bl_child_ready(void)
-{
-    bl_process_report_ready();
 }
 
 void
@@ -183,14 +179,32 @@ bl_child_init(bl_cycle_t *cycle, bl_child_t *child)
     }
 }
 
+/*
+ * Ready means able to serve.  A child whose pool has not reached the
+ * database yet (connected, schema checked, statements prepared) would
+ * only answer UNAVAILABLE, so it reports ready once it has: the master's
+ * reload transaction then drains the old generation only when the new one
+ * can take over, and READY=1 tells systemd that the database is there
+ * without the master ever talking to it.  Polled, because storage knows
+ * nothing of processes; the timer stops at the first success.
+ */
+static void
+bl_child_ready_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void) revents;
+    if (bl_storage_available() == BL_OK) {
+        ev_timer_stop(loop, w);
+        bl_process_report_ready();
+    }
+}
+
 void
 bl_child_run(bl_cycle_t *cycle, bl_child_t *child)
 {
     bl_module_t  **m;
 
-    if (!child->defer_ready) {
-        bl_child_ready();
-    }
+    ev_timer_init(&bl_child_ready_ev, bl_child_ready_cb, 0.0, 0.01);
+    ev_timer_start(bl_loop, &bl_child_ready_ev);
     ev_run(bl_loop, 0);
 
     for (m = bl_modules; *m; m++) {

@@ -13,17 +13,12 @@ typedef struct {
     void        (*graceful)(void);
     /* TERM/INT or master gone: drop everything now */
     void        (*fast)(void);
-    /* 1: the child calls bl_child_ready() itself, else it is ready once
-     * the loop starts */
-    unsigned      defer_ready;
 } bl_child_t;
 
 /* set up the process; exits with BL_EXIT_FATAL on failure */
 void bl_child_init(bl_cycle_t *cycle, bl_child_t *child);
 /* run the loop until bl_child_exit(); never returns */
 void bl_child_run(bl_cycle_t *cycle, bl_child_t *child);
-/* tell the master this child is ready (once; later calls do nothing) */
-void bl_child_ready(void);
 /* leave the loop; exit hooks run, then the process exits with code 0 */
 void bl_child_exit(void);
 /* 1 once QUIT or TERM arrived */

@@ -7,12 +7,20 @@
  * read completely; on error the old one stays.  On success a new
  * generation of workers starts, and only when every one of them reported
  * ready is the old generation told to drain (SIGQUIT).
+ *
+ * Under systemd (Type=notify) the master tells the service manager
+ * READY=1 once the first generation is ready: the listening sockets are
+ * open (before any fork), and every worker and the watcher reported
+ * ready, which a child does only once its database pool is connected
+ * (bl_child.c).  A reload is RELOADING=1 then READY=1, with a STATUS=
+ * that says whether it failed; a stop is STOPPING=1.
  */
 #include <bl_core.h>
 #include <bl_cycle.h>
 #include <bl_core_module.h>
 #include <bl_event.h>
 #include <bl_process.h>
+#include <bl_notify.h>
 #include <bl_embedded.h>
 #include <bl_http_metrics.h>
 #include <bl_master.h>
@@ -35,6 +43,7 @@ typedef struct {
     unsigned            reloading:1;    /* new generation not yet ready */
     unsigned            reload_again:1; /* HUP while reloading */
     unsigned            started:1;      /* first generation launched */
+    unsigned            notified:1;     /* READY=1 told, serving */
     int                 pg;             /* slot of the embedded db or -1 */
     int                 pg_crashes;
     int64_t             pg_deadline;    /* ms: give up waiting for ready */
@@ -233,6 +242,21 @@ bl_master_init_modules(bl_cycle_t *cycle)
     return BL_OK;
 }
 
+/*
+ * A failed reload leaves the service as it was: READY=1 again (it still
+ * serves) with the reason; before the first READY=1 only the reason.
+ */
+static void
+bl_master_notify_failed(bl_master_t *m, const char *why)
+{
+    if (m->notified) {
+        bl_notify_ready("reload failed: %s; the old configuration keeps "
+                        "serving", why);
+    } else {
+        bl_notify_status("reload failed: %s", why);
+    }
+}
+
 static void
 bl_master_finish_reload(bl_master_t *m)
 {
@@ -246,6 +270,9 @@ bl_master_finish_reload(bl_master_t *m)
     bl_metrics_reloaded(1);
     bl_log_error(BL_LOG_NOTICE, 0, "reconfigured: generation %lu serving",
                  (unsigned long) m->cycle->generation);
+    m->notified = 1;
+    bl_notify_ready("serving, configuration generation %lu",
+                    (unsigned long) m->cycle->generation);
 }
 
 static void
@@ -256,6 +283,8 @@ bl_master_abort_reload(bl_master_t *m)
     bl_log_error(BL_LOG_ALERT, 0, "the workers of generation %lu did not "
                  "report ready in %d ms, keeping the old configuration",
                  (unsigned long) m->cycle->generation, BL_RELOAD_TIMEOUT);
+    bl_master_notify_failed(m, "the new workers did not report ready in "
+                            "time (is the database reachable?)");
     bl_signal_processes(BL_PROCESS_WORKER | BL_PROCESS_WATCHER,
                         m->cycle->generation, 0, SIGTERM);
     failed = m->cycle;
@@ -273,26 +302,35 @@ static void
 bl_master_reload(bl_master_t *m)
 {
     bl_cycle_t  *cycle;
+    const char  *why;
 
     if (m->reloading || !m->started) {
         m->reload_again = 1;     /* after the one in progress */
         return;
     }
     bl_log_error(BL_LOG_NOTICE, 0, "signal HUP: reconfiguring");
+    if (m->notified) {
+        bl_notify_reloading();
+    }
+    bl_log_forget_error();
 
     cycle = bl_cycle_init(m->opts, m->cycle);
     if (cycle == NULL) {
+        bl_master_notify_failed(m, bl_log_last_error()[0]
+                                   ? bl_log_last_error()
+                                   : "see the error log");
         bl_log_error(BL_LOG_ALERT, 0, "reconfiguration failed, the old "
                      "configuration keeps serving");
         bl_metrics_reloaded(0);
         return;
     }
     if (bl_embedded_changed(m->cycle, cycle)) {
-        bl_log_error(BL_LOG_ALERT, 0, "the embedded storage settings "
-                     "changed: that needs a restart");
+        why = "the embedded storage settings changed: that needs a restart";
+        bl_log_error(BL_LOG_ALERT, 0, "%s", why);
         goto keep_old;
     }
     if (bl_master_init_modules(cycle) != BL_OK) {
+        why = "a module could not set up the new configuration";
         goto keep_old;
     }
 
@@ -308,6 +346,7 @@ bl_master_reload(bl_master_t *m)
 keep_old:
     bl_log_error(BL_LOG_ALERT, 0, "the old configuration keeps serving");
     bl_metrics_reloaded(0);
+    bl_master_notify_failed(m, why);
     bl_return_listening(&cycle->listening, &m->cycle->listening);
     bl_cycle_free(cycle);
 }
@@ -345,6 +384,9 @@ bl_master_stop(bl_master_t *m, int how)
 
     if (m->exiting >= how) {
         return;
+    }
+    if (!m->exiting) {
+        bl_notify_stopping(how == 1 ? "graceful shutdown" : "fast shutdown");
     }
     m->exiting = how;
     signo = how == 1 ? SIGQUIT : SIGTERM;
@@ -505,6 +547,7 @@ bl_master_tick_cb(struct ev_loop *loop, ev_timer *w, int revents)
     (void) loop;
     (void) revents;
     now = bl_monotonic_msec();
+    bl_notify_watchdog(now);
 
     for (i = 0; i < BL_MAX_PROCESSES; i++) {
         if (bl_processes[i].state == BL_PROC_EXITED && m->respawn_at[i]
@@ -527,6 +570,15 @@ bl_master_tick_cb(struct ev_loop *loop, ev_timer *w, int revents)
                          BL_PG_START_TIMEOUT / 1000);
             bl_master_stop(m, 2);
         }
+    }
+
+    if (m->started && !m->notified && !m->reloading && !m->exiting
+        && bl_master_generation_ready(m))
+    {
+        m->notified = 1;
+        bl_log_error(BL_LOG_NOTICE, 0, "every process is ready, serving");
+        bl_notify_ready("serving, configuration generation %lu",
+                        (unsigned long) m->cycle->generation);
     }
 
     if (m->reloading) {
@@ -562,12 +614,15 @@ bl_master_run(bl_cycle_t *cycle, bl_cycle_opts_t *opts)
     bl_master_t      *m = &bl_master;
     bl_core_conf_t   *ccf;
     size_t            i;
+    pid_t             started;
 
     m->cycle = cycle;
     m->opts = opts;
     m->pg = -1;
     bl_cycle = cycle;
     ccf = bl_core_conf(cycle);
+
+    started = getpid();     /* the process the service manager knows */
 
     if (ccf->daemon && bl_daemonize() != BL_OK) {
         return 1;
@@ -579,6 +634,7 @@ bl_master_run(bl_cycle_t *cycle, bl_cycle_opts_t *opts)
     if (ccf->daemon) {
         bl_log_redirect_stderr(&cycle->log);
     }
+    bl_notify_init(started);
 
     if (ccf->user.data && geteuid() == 0 && cycle->log.file
         && chown(cycle->log.file, ccf->uid, (gid_t) -1) == -1)

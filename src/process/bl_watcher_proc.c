@@ -15,7 +15,7 @@ void
 bl_watcher_process_cycle(bl_cycle_t *cycle)
 {
     bl_child_t  child = {
-        "watcher process", BL_PROCESS_WATCHER, NULL, NULL, 0
+        "watcher process", BL_PROCESS_WATCHER, NULL, NULL
     };
 
     bl_child_init(cycle, &child);

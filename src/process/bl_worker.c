@@ -14,25 +14,26 @@
 #include <bl_storage.h>
 
 /*
- * A new worker takes clients only once it has a database connection, and
- * only then reports ready: before that every request it took would fail
- * with UNAVAILABLE, and on a reload the master drains the old workers as
- * soon as the new ones are ready, so their clients would come here.  A
- * database that stays away does not keep the worker out: after the wait
+ * A new worker takes clients only once it has a database connection:
+ * before that every request it took would fail with UNAVAILABLE, while
+ * the old workers (on a reload) or the backlog could wait for it.  A
+ * database that stays away does not keep it out for good: after the wait
  * it serves anyway and fails requests fast, as the other workers do.
+ * Reporting ready to the master is bl_child_run()'s gate, which waits
+ * for the database without a deadline (the master's reload has its own).
  */
-#define BL_WORKER_READY_WAIT  5.0     /* s */
-#define BL_WORKER_READY_POLL  0.005   /* s */
+#define BL_WORKER_ACCEPT_WAIT  5.0     /* s */
+#define BL_WORKER_ACCEPT_POLL  0.005   /* s */
 
 static ev_timer   bl_worker_drain;
-static ev_timer   bl_worker_ready_ev;
-static ev_tstamp  bl_worker_ready_by;
+static ev_timer   bl_worker_accept_ev;
+static ev_tstamp  bl_worker_accept_by;
 
 static void
-bl_worker_ready_cb(struct ev_loop *loop, ev_timer *w, int revents)
+bl_worker_accept_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
     (void) revents;
-    if (bl_storage_available() != BL_OK && ev_now(loop) < bl_worker_ready_by
+    if (bl_storage_available() != BL_OK && ev_now(loop) < bl_worker_accept_by
         && !bl_child_exiting())
     {
         return;
@@ -41,7 +42,6 @@ bl_worker_ready_cb(struct ev_loop *loop, ev_timer *w, int revents)
     if (!bl_child_exiting()) {
         bl_grpc_server_resume_accepting();
     }
-    bl_child_ready();
 }
 
 /* draining: leave once the last connection has closed */
@@ -75,16 +75,16 @@ bl_worker_process_cycle(bl_cycle_t *cycle)
 {
     bl_child_t  child = {
         "worker process", BL_PROCESS_WORKER, bl_worker_graceful,
-        bl_worker_fast, 1
+        bl_worker_fast
     };
 
     bl_child_init(cycle, &child);
 
     bl_grpc_server_stop_accepting();
-    bl_worker_ready_by = ev_now(bl_loop) + BL_WORKER_READY_WAIT;
-    ev_timer_init(&bl_worker_ready_ev, bl_worker_ready_cb, 0.0,
-                  BL_WORKER_READY_POLL);
-    ev_timer_start(bl_loop, &bl_worker_ready_ev);
+    bl_worker_accept_by = ev_now(bl_loop) + BL_WORKER_ACCEPT_WAIT;
+    ev_timer_init(&bl_worker_accept_ev, bl_worker_accept_cb, 0.0,
+                  BL_WORKER_ACCEPT_POLL);
+    ev_timer_start(bl_loop, &bl_worker_accept_ev);
 
     bl_child_run(cycle, &child);
 }

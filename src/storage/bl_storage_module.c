@@ -11,6 +11,7 @@
 
 #include <fcntl.h>
 #include <glob.h>
+#include <pwd.h>
 #include <sys/stat.h>
 
 
@@ -510,6 +511,65 @@ bl_storage_init_conf(bl_cycle_t *cycle, void *conf)
 
 /* processes */
 
+/*
+ * The files a dsn names for libpq (TLS certificates and key) are read by
+ * libpq in this process, as `user`, at every connection attempt.  One it
+ * cannot read is a configuration error that no retry fixes, and libpq 15
+ * with OpenSSL 3 reports an unreadable key with a garbled message (its
+ * SSL error text is read from an unfilled buffer): say it here, clearly,
+ * once, and do not start.
+ */
+static bl_int_t
+bl_storage_check_files(bl_storage_conf_t *scf)
+{
+    int                e;
+    char              *err;
+    bl_int_t           rc;
+    struct passwd     *pw;
+    PQconninfoOption  *opts, *o;
+
+    static const char  *files[] = {
+        "sslcert", "sslkey", "sslrootcert", "sslcrl", NULL
+    };
+    const char        **f;
+
+    err = NULL;
+    opts = PQconninfoParse(scf->conninfo, &err);
+    if (opts == NULL) {
+        if (err != NULL) {
+            PQfreemem(err);
+        }
+        return BL_OK;           /* checked in init_conf */
+    }
+
+    rc = BL_OK;
+
+    for (o = opts; o->keyword != NULL; o++) {
+        for (f = files; *f != NULL; f++) {
+            if (strcmp(o->keyword, *f) != 0 || o->val == NULL
+                || o->val[0] == '\0' || access(o->val, R_OK) == 0)
+            {
+                continue;
+            }
+
+            e = errno;
+            pw = getpwuid(geteuid());
+            bl_log_error(BL_LOG_EMERG, e, "the \"%s\" file \"%s\" of "
+                         "\"dsn\" in %s cannot be read by user \"%s\", "
+                         "which connects to the database (give it the "
+                         "file; a key must be its own, mode 0600)", *f,
+                         o->val, scf->where,
+                         pw != NULL ? pw->pw_name : "?");
+            rc = BL_ERROR;
+        }
+    }
+
+    PQconninfoFree(opts);
+
+    return rc;
+}
+
+
 static bl_int_t
 bl_storage_init_process(bl_cycle_t *cycle, bl_uint_t process)
 {
@@ -521,6 +581,12 @@ bl_storage_init_process(bl_cycle_t *cycle, bl_uint_t process)
     }
 
     scf = bl_get_conf(cycle, bl_storage_module);
+
+    if (scf->kind == BL_STORAGE_POSTGRES
+        && bl_storage_check_files(scf) != BL_OK)
+    {
+        return BL_ERROR;
+    }
 
     pc.conninfo = scf->conninfo;
     pc.password = scf->password;

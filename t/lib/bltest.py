@@ -549,6 +549,19 @@ class Postgres:
     def pid(self):
         return self._proc.pid if self._proc is not None and self._proc.alive() else None
 
+    def configure(self, conf="", hba=None):
+        """Append conf to postgresql.conf (later lines win: e.g.
+        "listen_addresses = '127.0.0.1'" adds TCP on self.port, or ssl
+        settings); replace pg_hba.conf with hba if given (keep a `local`
+        line for postgres: psql() and the readiness check use the socket).
+        Takes effect at the next start()."""
+        if conf:
+            with open(os.path.join(self.datadir, "postgresql.conf"), "a") as f:
+                f.write("\n# added by the test\n" + conf + "\n")
+        if hba is not None:
+            with open(os.path.join(self.datadir, "pg_hba.conf"), "w") as f:
+                f.write(hba)
+
     def start(self):
         """Start the postmaster; wait (max 30 s) until pg_isready says it accepts connections."""
         if self.pid is not None:
@@ -755,16 +768,25 @@ class Ballast:
         except FileNotFoundError:
             return ""
 
-    def start(self, wait=True):
-        """Run `ballast -c CONF`; with wait, wait_ready()."""
+    def start(self, wait=True, env=None):
+        """Run `ballast -c CONF`; with wait, wait_ready().  env: variables
+        to add to (value None: remove from) ballast's environment."""
         if self._proc is not None and self._proc.alive():
             raise RuntimeError("ballast already running")
         if not os.access(self.bin, os.X_OK):
             raise RuntimeError(f"{self.bin} is missing or not executable (not built?)")
         self._sent = set()
         self.exit_status = None
+        penv = None
+        if env:
+            penv = dict(os.environ)
+            for k, v in env.items():
+                if v is None:
+                    penv.pop(k, None)
+                else:
+                    penv[k] = v
         self._proc = _Proc([self.bin, "-c", self.conf_path],
-                           os.path.join(self.tmp, "stderr.log"), cwd=self.tmp)
+                           os.path.join(self.tmp, "stderr.log"), cwd=self.tmp, env=penv)
         if wait:
             self.wait_ready()
 
