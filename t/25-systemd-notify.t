@@ -109,9 +109,9 @@ time.sleep(3)
 t.ok(bltest.pid_alive(master), "ballast runs while the database is down")
 t.is_(L.states(), [], "no READY=1 (nor anything else) while the database "
       "is down, after 3 s")
+dogs = [m for m in L.msgs if "WATCHDOG" in m[2]]
 t.is_(raw_put(b.endpoint, "k", "early"), "UNAVAILABLE",
       "and indeed it cannot serve a Put yet")
-dogs = [m for m in L.msgs if "WATCHDOG" in m[2]]
 t.ok(4 <= len(dogs) <= 8, "WATCHDOG=1 every 0.5 s with WATCHDOG_USEC=1 s "
      "(%d in about 3 s)" % len(dogs))
 t.ok(all(m[2] == {"WATCHDOG": "1"} and m[1] == master for m in dogs),

@@ -72,7 +72,7 @@ with open(os.path.join(examples, "ha.conf")) as f:
     text = f.read()
 text = text.replace("0.0.0.0:2379", f"127.0.0.1:{bltest.free_port()}") \
            .replace("0.0.0.0:2381", f"127.0.0.1:{bltest.free_port()}") \
-           .replace("/etc/ballast/db.password", os.path.join(ex, "db.password"))
+           .replace("password_file db.password;", "password_file %s;" % os.path.join(ex, "db.password"))
 with open(os.path.join(ex, "ha.conf"), "w") as f:
     f.write(text)
 r = subprocess.run([a.bin, "-t", "-p", ex + "/", "-c", os.path.join(ex, "ha.conf")],
