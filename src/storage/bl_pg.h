@@ -48,6 +48,8 @@
 #define BL_PG_BYTEAARRAYOID  1001
 #define BL_PG_INT4ARRAYOID   1007
 #define BL_PG_INT8ARRAYOID   1016
+#define BL_PG_TEXTOID        25
+#define BL_PG_TEXTARRAYOID   1009
 
 #define BL_PG_MAX_CONNECTIONS  64
 #define BL_PG_PIPELINE_DEPTH   16      /* batches in flight per connection */
@@ -263,6 +265,16 @@ extern const char  bl_pg_sql_txn_head[];
 extern const char  bl_pg_sql_txn_ro_head[];
 extern const char  bl_pg_sql_txn_body[];
 extern const char  bl_pg_sql_lease[];
+/* maintenance, nodes and alarms (bl_pg_sql_maint.c): the functions, and
+ * the statements, which are not prepared */
+extern const char  bl_pg_sql_maint[];
+extern const char  bl_pg_status_sql[];
+extern const char  bl_pg_hash_kv_sql[];
+extern const char  bl_pg_hash_sql[];
+extern const char  bl_pg_alarm_sql[];
+extern const char  bl_pg_members_sql[];
+extern const char  bl_pg_node_tick_sql[];
+extern const char  bl_pg_node_leave_sql[];
 
 /* the worker's pool: start connecting / close everything (no handler is
  * called after bl_pg_done) */
