@@ -6,13 +6,18 @@
  *               this node as the leader (every node serves writes), the
  *               current revision as the raft indexes (it only grows), the
  *               constant raft term, the alarms as etcd words them
- *   Alarm       GET, ACTIVATE, DEACTIVATE of the cluster-wide alarms
+ *   Alarm       GET, ACTIVATE, DEACTIVATE of the cluster-wide alarms;
+ *               NOSPACE refuses what etcd's capped applier refuses
+ *               (bl_etcd_nospace), CORRUPT is kept and listed only: no
+ *               check of ballast raises it
  *   Defragment  a VACUUM of ballast's tables (`defragment`)
  *   Hash        a hash of the current key-values
  *   HashKV      a hash of the key space at a revision, the same on every
  *               node, with etcd's compacted / future revision errors
- *   Snapshot, MoveLeader (to another member), Downgrade: refused with a
- *               message that names what to do instead
+ *   MoveLeader  to itself: done; to another member: refused (there is
+ *               no leader to move); to no member: etcd's error
+ *   Snapshot, Downgrade: refused with a message that names what to do
+ *               instead
  *
  * Each costs one statement (Defragment: a connection of its own).
  */
@@ -34,6 +39,9 @@ static const bl_etcd_error_t  bl_etcd_err_move_leader = {
     BL_GRPC_UNIMPLEMENTED,
     "etcdserver: move-leader is not supported by ballast: every node "
     "serves reads and writes, there is no leader to move" };
+/* etcd's ErrGRPCBadLeaderTransferee: the target is no member */
+static const bl_etcd_error_t  bl_etcd_err_bad_transferee = {
+    BL_GRPC_FAILED_PRECONDITION, "etcdserver: bad leader transferee" };
 static const bl_etcd_error_t  bl_etcd_err_downgrade = {
     BL_GRPC_UNIMPLEMENTED,
     "etcdserver: downgrade is not supported by ballast: run the ballast "
@@ -371,10 +379,33 @@ bl_etcd_snapshot(bl_grpc_call_t *call, const u_char *msg, size_t len)
     bl_etcd_fail(call, &bl_etcd_err_snapshot);
 }
 
+/* another member: nothing to move; not a member: etcd's answer */
+static void
+bl_etcd_move_leader_done(void *data, bl_storage_status_e st, void *result)
+{
+    bl_etcd_kv_ctx_t                 *ctx = data;
+    Etcdserverpb__MoveLeaderRequest  *r = ctx->request;
+    bl_members_res_t                 *res = result;
+    size_t                            i;
+
+    if (bl_etcd_kv_failed(ctx, st)) {
+        return;
+    }
+    for (i = 0; i < res->nmembers; i++) {
+        if (res->members[i].id == r->targetid) {
+            bl_etcd_fail(ctx->call, &bl_etcd_err_move_leader);
+            return;
+        }
+    }
+    bl_etcd_fail(ctx->call, &bl_etcd_err_bad_transferee);
+}
+
 static void
 bl_etcd_move_leader(bl_grpc_call_t *call, const u_char *msg, size_t len)
 {
+    bl_etcd_kv_ctx_t                  *ctx;
     Etcdserverpb__MoveLeaderRequest   *r;
+    bl_storage_status_e                st;
     Etcdserverpb__MoveLeaderResponse   resp =
         ETCDSERVERPB__MOVE_LEADER_RESPONSE__INIT;
 
@@ -389,7 +420,13 @@ bl_etcd_move_leader(bl_grpc_call_t *call, const u_char *msg, size_t len)
         bl_etcd_reply(call, &resp.base);
         return;
     }
-    bl_etcd_fail(call, &bl_etcd_err_move_leader);
+    ctx = bl_etcd_kv_ctx(call, r);
+    if (ctx == NULL) {
+        return;
+    }
+    st = bl_storage_members(call->pool, BL_ETCD_MEMBER_LIVE_SEC,
+                            bl_etcd_move_leader_done, ctx, &ctx->op);
+    bl_etcd_kv_started(ctx, st);
 }
 
 static void
@@ -414,7 +451,7 @@ const bl_grpc_method_t  bl_etcd_maintenance_methods[] = {
     { "/etcdserverpb.Maintenance/Snapshot", BL_GRPC_SERVER_STREAM,
       bl_etcd_snapshot, NULL, NULL },
     { "/etcdserverpb.Maintenance/MoveLeader", BL_GRPC_UNARY,
-      bl_etcd_move_leader, NULL, NULL },
+      bl_etcd_move_leader, NULL, bl_etcd_kv_cancel },
     { "/etcdserverpb.Maintenance/Downgrade", BL_GRPC_UNARY,
       bl_etcd_downgrade, NULL, NULL },
 };

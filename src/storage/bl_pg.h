@@ -28,10 +28,12 @@
  * bl_pg_batch.c the queues, batches and their results, bl_pg_binary.c the
  * binary wire format, bl_pg_schema.c the schema, its migrations and the
  * prepared statements, bl_pg_sql_kv.c + bl_pg_sql_txn.c +
- * bl_pg_sql_lease.c the server-side functions, bl_pg_compact.c
- * compaction, bl_pg_listen.c the connection that LISTENs for commits;
- * bl_storage*.c the public API on top (bl_storage_log.c the log read for
- * watches, bl_storage_lease.c leases).
+ * bl_pg_sql_lease.c + bl_pg_sql_maint.c the server-side functions,
+ * bl_pg_compact.c compaction, bl_pg_listen.c the connection that LISTENs
+ * for commits, bl_pg_vacuum.c the connections that VACUUM; bl_storage*.c
+ * the public API on top (bl_storage_log.c the log read for watches,
+ * bl_storage_lease.c leases, bl_storage_maint.c maintenance, alarms and
+ * nodes).
  */
 #ifndef BL_PG_H
 #define BL_PG_H
