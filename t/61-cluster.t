@@ -142,6 +142,11 @@ bad.rewrite_conf(conf("node3", "advertise_client_urls http://h:1/path;"))
 r = subprocess.run([bad.bin, "-t", "-c", bad.conf_path], capture_output=True,
                    text=True, timeout=30)
 t.ok(r.returncode == 1 and "invalid URL" in r.stderr, "-t refuses a URL with a path")
+bad.rewrite_conf(conf("node3").replace("name node3;", 'name "";'))
+r = subprocess.run([bad.bin, "-t", "-c", bad.conf_path], capture_output=True,
+                   text=True, timeout=30)
+t.ok(r.returncode == 1 and '"name" must not be empty' in r.stderr,
+     "-t refuses an empty name (etcdctl would show the member unstarted)")
 
 n1.stop()
 t.done()

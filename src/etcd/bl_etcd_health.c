@@ -21,6 +21,13 @@
 typedef Grpc__Health__V1__HealthCheckResponse__ServingStatus
     bl_health_status_e;
 
+#define BL_HEALTH_SERVING                                                     \
+    GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING
+#define BL_HEALTH_NOT_SERVING                                                 \
+    GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING
+#define BL_HEALTH_SERVICE_UNKNOWN                                             \
+    GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVICE_UNKNOWN
+
 typedef struct bl_etcd_health_watch_s  bl_etcd_health_watch_t;
 
 struct bl_etcd_health_watch_s {
@@ -59,9 +66,8 @@ bl_etcd_health_known(const char *service)
 static bl_health_status_e
 bl_etcd_health_now(void)
 {
-    return bl_storage_available() == BL_OK
-           ? GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING
-           : GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING;
+    return bl_storage_available() == BL_OK ? BL_HEALTH_SERVING
+                                           : BL_HEALTH_NOT_SERVING;
 }
 
 static Grpc__Health__V1__HealthCheckRequest *
@@ -124,9 +130,7 @@ bl_etcd_health_poll(struct ev_loop *loop, ev_timer *t, int revents)
     now = bl_etcd_health_now();
     for (w = bl_etcd_health_watches; w != NULL; w = next) {
         next = w->next;
-        if (w->sent != now && w->sent
-            != GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVICE_UNKNOWN)
-        {
+        if (w->sent != now && w->sent != BL_HEALTH_SERVICE_UNKNOWN) {
             bl_etcd_health_send(w, now);
         }
     }
@@ -164,8 +168,8 @@ bl_etcd_health_watch(bl_grpc_call_t *call, const u_char *msg, size_t len)
     }
 
     bl_etcd_health_send(w, bl_etcd_health_known(r->service)
-        ? bl_etcd_health_now()
-        : GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVICE_UNKNOWN);
+                           ? bl_etcd_health_now()
+                           : BL_HEALTH_SERVICE_UNKNOWN);
 }
 
 static void

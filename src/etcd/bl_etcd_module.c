@@ -170,8 +170,13 @@ bl_etcd_init_conf(bl_cycle_t *cycle, void *conf)
     }
     bl_conf_init_uint_value(ecf->defragment, BL_ETCD_DEFRAG_VACUUM);
 
-    /* the core module (first) has set the name: the member's identity */
+    /* the core module (first) has set the name: the member's identity;
+     * etcdctl shows a member with no name as "unstarted" */
     ecf->name = bl_core_conf(cycle)->name;
+    if (ecf->name.len == 0) {
+        bl_log_error(BL_LOG_EMERG, 0, "\"name\" must not be empty");
+        return BL_CONF_ERROR;
+    }
     ecf->member_id = bl_etcd_hash_name(&ecf->name);
     if (bl_etcd_cluster_init_conf(cycle, ecf) != BL_OK) {
         return BL_CONF_ERROR;
