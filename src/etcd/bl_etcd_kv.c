@@ -443,6 +443,9 @@ bl_etcd_put(bl_grpc_call_t *call, const u_char *msg, size_t len)
         bl_etcd_fail(call, err);
         return;
     }
+    if (bl_etcd_nospace(call)) {
+        return;
+    }
     ctx = bl_etcd_kv_ctx(call, p);
     if (ctx == NULL) {
         return;

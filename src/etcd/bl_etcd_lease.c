@@ -110,6 +110,10 @@ bl_etcd_lease_grant(bl_grpc_call_t *call, const u_char *msg, size_t len)
         bl_etcd_fail_unpack(call, "LeaseGrantRequest");
         return;
     }
+    /* etcd's capped applier refuses a grant before the lessor looks */
+    if (bl_etcd_nospace(call)) {
+        return;
+    }
     /* etcd's lessor checks the maximum first: also for an id in use */
     if (r->ttl > BL_ETCD_LEASE_MAX_TTL) {
         bl_etcd_fail(call, &bl_etcd_err_lease_ttl_too_large);

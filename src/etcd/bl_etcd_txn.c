@@ -542,6 +542,33 @@ bl_txn_read_only(const bl_txn_pb_t *t)
     return 1;
 }
 
+/*
+ * etcd's quota counts the puts of the top level only (costTxn looks at
+ * RequestPut, not into nested transactions): a transaction with one, in
+ * either branch, is refused while NOSPACE is raised, whatever the compares
+ */
+static int
+bl_txn_has_put(const bl_txn_pb_t *t)
+{
+    size_t  i;
+
+    for (i = 0; i < t->n_success; i++) {
+        if (t->success[i]->request_case
+            == ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_PUT)
+        {
+            return 1;
+        }
+    }
+    for (i = 0; i < t->n_failure; i++) {
+        if (t->failure[i]->request_case
+            == ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_PUT)
+        {
+            return 1;
+        }
+    }
+    return 0;
+}
+
 void
 bl_etcd_txn(bl_grpc_call_t *call, const u_char *msg, size_t len)
 {
@@ -576,6 +603,9 @@ bl_etcd_txn(bl_grpc_call_t *call, const u_char *msg, size_t len)
     }
     if (rc == BL_DECLINED) {
         bl_etcd_fail(call, &bl_etcd_err_duplicate_key);
+        return;
+    }
+    if (bl_txn_has_put(t) && bl_etcd_nospace(call)) {
         return;
     }
 

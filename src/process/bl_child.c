@@ -16,6 +16,7 @@ static ev_timer    bl_child_deadline;
 static ev_timer    bl_child_ready_ev;
 static bl_child_t *bl_child_current;
 static int         bl_child_state;         /* 0 run, 1 draining, 2 fast */
+static int         bl_child_leaving;       /* the leave hook was called */
 
 int
 bl_child_exiting(void)
@@ -26,6 +27,14 @@ bl_child_exiting(void)
 void
 bl_child_exit(void)
 {
+    if (bl_child_current != NULL && bl_child_current->leave != NULL
+        && !bl_child_leaving)
+    {
+        /* it calls back here when it is done */
+        bl_child_leaving = 1;
+        bl_child_current->leave();
+        return;
+    }
     ev_break(bl_loop, EVBREAK_ALL);
 }
 

@@ -75,7 +75,7 @@ bl_worker_process_cycle(bl_cycle_t *cycle)
 {
     bl_child_t  child = {
         "worker process", BL_PROCESS_WORKER, bl_worker_graceful,
-        bl_worker_fast
+        bl_worker_fast, NULL
     };
 
     bl_child_init(cycle, &child);

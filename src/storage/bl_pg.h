@@ -28,10 +28,12 @@
  * bl_pg_batch.c the queues, batches and their results, bl_pg_binary.c the
  * binary wire format, bl_pg_schema.c the schema, its migrations and the
  * prepared statements, bl_pg_sql_kv.c + bl_pg_sql_txn.c +
- * bl_pg_sql_lease.c the server-side functions, bl_pg_compact.c
- * compaction, bl_pg_listen.c the connection that LISTENs for commits;
- * bl_storage*.c the public API on top (bl_storage_log.c the log read for
- * watches, bl_storage_lease.c leases).
+ * bl_pg_sql_lease.c + bl_pg_sql_maint.c the server-side functions,
+ * bl_pg_compact.c compaction, bl_pg_listen.c the connection that LISTENs
+ * for commits, bl_pg_vacuum.c the connections that VACUUM; bl_storage*.c
+ * the public API on top (bl_storage_log.c the log read for watches,
+ * bl_storage_lease.c leases, bl_storage_maint.c maintenance, alarms and
+ * nodes).
  */
 #ifndef BL_PG_H
 #define BL_PG_H
@@ -48,6 +50,8 @@
 #define BL_PG_BYTEAARRAYOID  1001
 #define BL_PG_INT4ARRAYOID   1007
 #define BL_PG_INT8ARRAYOID   1016
+#define BL_PG_TEXTOID        25
+#define BL_PG_TEXTARRAYOID   1009
 
 #define BL_PG_MAX_CONNECTIONS  64
 #define BL_PG_PIPELINE_DEPTH   16      /* batches in flight per connection */
@@ -264,6 +268,16 @@ extern const char  bl_pg_sql_txn_head[];
 extern const char  bl_pg_sql_txn_ro_head[];
 extern const char  bl_pg_sql_txn_body[];
 extern const char  bl_pg_sql_lease[];
+/* maintenance, nodes and alarms (bl_pg_sql_maint.c): the functions, and
+ * the statements, which are not prepared */
+extern const char  bl_pg_sql_maint[];
+extern const char  bl_pg_status_sql[];
+extern const char  bl_pg_hash_kv_sql[];
+extern const char  bl_pg_hash_sql[];
+extern const char  bl_pg_alarm_sql[];
+extern const char  bl_pg_members_sql[];
+extern const char  bl_pg_node_tick_sql[];
+extern const char  bl_pg_node_leave_sql[];
 
 /* the worker's pool: start connecting / close everything (no handler is
  * called after bl_pg_done) */

@@ -17,7 +17,9 @@
  *   ballast_lease       leases: id, granted ttl, expires_at (on the
  *                       database's clock: now() + ttl at grant and at each
  *                       keepalive), see bl_pg_sql_lease.c
- *   ballast_node        ballast nodes sharing the database
+ *   ballast_node        ballast nodes sharing the database: id (the
+ *                       member id), name, client URLs, last heartbeat
+ *   ballast_alarm       etcd's alarms (NOSPACE, CORRUPT), cluster-wide
  *   ballast_compaction  one row: how far the deletion of compacted history
  *                       got (see bl_pg_compact.c); apart from meta so that
  *                       it never waits for, nor holds up, the revision lock
@@ -116,11 +118,22 @@ static const char  bl_pg_v1_tables[] =
     "  expires_at  timestamptz NOT NULL"
     ") WITH (fillfactor = 50);"
 
+    /* instance: the run of the node's watcher that wrote the row, so
+     * that a leaving watcher removes its own row only (bl_pg_sql_maint.c) */
     "CREATE TABLE ballast_node ("
     "  id              bigint PRIMARY KEY,"
     "  name            text NOT NULL,"
-    "  client_urls     text NOT NULL,"
+    "  client_urls     text[] NOT NULL,"
+    "  instance        bigint NOT NULL,"
     "  last_heartbeat  timestamptz NOT NULL"
+    ");"
+
+    /* etcd's alarms, cluster-wide: alarm is etcd's AlarmType (1 NOSPACE,
+     * 2 CORRUPT), member_id the member that raised it */
+    "CREATE TABLE ballast_alarm ("
+    "  member_id       bigint NOT NULL,"
+    "  alarm           integer NOT NULL,"
+    "  PRIMARY KEY (member_id, alarm)"
     ");"
 
     /* finished: compaction is done up to this revision; cursor: the log
@@ -147,6 +160,7 @@ static const char  *const bl_pg_migration_1[] = {
     bl_pg_sql_txn_body,
     "$f$;\n",
     bl_pg_sql_lease,
+    bl_pg_sql_maint,
     NULL
 };
 
