@@ -551,6 +551,55 @@ def run_tests(srv):
     ok(status, "a unary call without a message gets a status")
     raw.close()
 
+    # request headers: what nghttp2's HTTP checks did, ours now do, except
+    # that :authority may be a URL (etcdctl 3.4 sends "http://host:port")
+
+    def outcome(fields):
+        raw = Raw(srv.port)
+        block = b"".join(hpack_literal(n, v) for n, v in fields)
+        raw.send(PREFACE + settings() + frame(HEADERS, END_HEADERS, 1, block)
+                 + frame(DATA, END_STREAM, 1, grpc_frame(echo(b"hi"))))
+        got = None
+        try:
+            while got is None:
+                ftype, flags, sid, payload = raw.frame()
+                if sid == 1 and ftype == RST_STREAM:
+                    got = "reset"
+                elif sid == 1 and ftype == HEADERS and flags & END_STREAM:
+                    got = "grpc-status 0" if b"grpc-status" in payload \
+                        and payload.find(b"\x0bgrpc-status\x010") >= 0 \
+                        else "answered"
+                elif ftype == GOAWAY:
+                    got = "goaway"
+        except (EOFError, socket.timeout):
+            got = "closed"
+        raw.close()
+        return got
+
+    base = [(":method", "POST"), (":scheme", "http"),
+            (":path", "/test.Echo/Unary"), (":authority", "localhost"),
+            ("content-type", "application/grpc"), ("te", "trailers")]
+    url = [(n, "http://127.0.0.1:2379" if n == ":authority" else v)
+           for n, v in base]
+    got = outcome(url)
+    ok(got not in ("reset", "goaway", "closed"),
+       ":authority as a URL (etcdctl 3.4's endpoint status) is served (%s)"
+       % got)
+    for name, fields in [
+            ("an upper-case header name", base + [("X-Up", "1")]),
+            ("a pseudo-header after a regular one",
+             base[:4] + base[5:] + [(":authority", "x")][:0]
+             + [("content-type", "application/grpc"), (":scheme", "http")]),
+            ("a repeated :path", base[:3] + [(":path", "/x")] + base[3:]),
+            ("an unknown pseudo-header", [(":status", "200")] + base),
+            ("no :path", [f for f in base if f[0] != ":path"]),
+            ("a connection header", base + [("connection", "close")]),
+            ("TE other than trailers", base[:5] + [("te", "gzip")]),
+            ("a NUL in a value", base + [("x-bad", "a\x00b")])]:
+        is_(outcome(fields), "reset", "request with %s: RST_STREAM" % name)
+    is_(call(unary, echo(b"after")), ("OK", echo(b"after")),
+        "  and the connection-level service goes on")
+
     s = wait_stats(ch, "connections", 1)
     is_(s["connections"], "1", "every broken connection was closed")
     is_((s["active"], s["bad"]), ("0", "0"),

@@ -77,6 +77,15 @@ bl_h2_init(void)
         return BL_ERROR;
     }
 
+    /*
+     * nghttp2's HTTP checks refuse an :authority that is not host[:port],
+     * and etcdctl 3.4 sends its endpoint URL there ("http://host:port")
+     * for endpoint status, hashkv, defrag and move-leader; grpc-go, and
+     * so etcd, accepts it.  The request's headers are checked in
+     * bl_h2_on_header() instead, as strictly as grpc-go does.
+     */
+    nghttp2_option_set_no_http_messaging(bl_h2_option, 1);
+
 #if (HAVE_NGHTTP2_STREAM_RESET_RATE_LIMIT                                     \
      || NGHTTP2_VERSION_NUM >= 0x013900)
     /*

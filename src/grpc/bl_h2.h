@@ -120,6 +120,8 @@ struct bl_h2_stream_s {
     int64_t                 start_usec;    /* for the observer */
 
     unsigned                refused:1;     /* reset by us, logged */
+    unsigned                pseudo:4;      /* :method :scheme :path :authority seen */
+    unsigned                regular:1;     /* a regular header seen */
     unsigned                started:1;     /* a call of a known method */
     unsigned                active:1;      /* the service owns the call */
     unsigned                delivered:1;   /* the service has seen it */

@@ -77,6 +77,79 @@ bl_h2_on_begin_headers(nghttp2_session *session, const nghttp2_frame *frame,
 }
 
 
+/*
+ * A request header as HTTP/2 allows it (nghttp2's own HTTP checks are off,
+ * see bl_h2_init()): names in lower case, the four request pseudo-headers
+ * once each and before the others, no connection-specific fields, TE only
+ * "trailers", no CR, LF or NUL in values.  :authority may be any value,
+ * as grpc-go takes it.  BL_ERROR: the stream is reset.
+ */
+static bl_int_t
+bl_h2_check_header(bl_h2_stream_t *st, const uint8_t *name, size_t namelen,
+    const uint8_t *value, size_t valuelen)
+{
+    static const char  *pseudo[] = { ":method", ":scheme", ":path",
+                                     ":authority" };
+    static const char  *hop[] = { "connection", "keep-alive",
+                                  "proxy-connection", "transfer-encoding",
+                                  "upgrade" };
+    const char         *why;
+    size_t              i;
+
+    why = NULL;
+
+    if (!nghttp2_check_header_name(name, namelen)) {
+        why = "an invalid header name";
+
+    } else if (!nghttp2_check_header_value(value, valuelen)) {
+        why = "an invalid header value";
+
+    } else if (namelen > 0 && name[0] == ':') {
+        for (i = 0; i < bl_nelems(pseudo); i++) {
+            if (namelen == strlen(pseudo[i])
+                && memcmp(name, pseudo[i], namelen) == 0)
+            {
+                break;
+            }
+        }
+        if (i == bl_nelems(pseudo)) {
+            why = "an unknown pseudo-header";
+        } else if (st->regular) {
+            why = "a pseudo-header after a regular header";
+        } else if (st->pseudo & (1u << i)) {
+            why = "a repeated pseudo-header";
+        } else {
+            st->pseudo |= 1u << i;
+        }
+
+    } else {
+        st->regular = 1;
+        for (i = 0; i < bl_nelems(hop); i++) {
+            if (namelen == strlen(hop[i])
+                && memcmp(name, hop[i], namelen) == 0)
+            {
+                why = "a connection-specific header";
+            }
+        }
+        if (bl_h2_is(name, namelen, "te")
+            && !bl_h2_is(value, valuelen, "trailers"))
+        {
+            why = "TE other than \"trailers\"";
+        }
+    }
+
+    if (why == NULL) {
+        return BL_OK;
+    }
+
+    bl_log_error(BL_LOG_INFO, 0, "client sent %s (\"%*s\") on stream %d, "
+                 "client: %.*s", why, (int) bl_min(namelen, 64),
+                 (const char *) name, (int) st->id,
+                 BL_STR_ARGS(&st->conn->peer));
+    return BL_ERROR;
+}
+
+
 static int
 bl_h2_on_header(nghttp2_session *session, const nghttp2_frame *frame,
     const uint8_t *name, size_t namelen, const uint8_t *value,
@@ -116,7 +189,10 @@ bl_h2_on_header(nghttp2_session *session, const nghttp2_frame *frame,
         return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
     }
 
-    /* nghttp2 checked the names: lower case, pseudo-headers once, first */
+    if (bl_h2_check_header(st, name, namelen, value, valuelen) != BL_OK) {
+        st->refused = 1;
+        return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+    }
 
     if (bl_h2_is(name, namelen, ":method")) {
         dst = &st->method;

@@ -86,6 +86,18 @@ bl_h2_stream_start(bl_h2_stream_t *st)
         return;
     }
 
+    if ((st->pseudo & 0x7) != 0x7) {
+        /* :method, :scheme and :path are required (RFC 9113 8.3.1) */
+        bl_log_error(BL_LOG_INFO, 0, "client sent a request without "
+                     ":method, :scheme or :path on stream %d, client: %.*s",
+                     (int) st->id, BL_STR_ARGS(&st->conn->peer));
+        st->refused = 1;
+        (void) nghttp2_submit_rst_stream(st->conn->session,
+                                         NGHTTP2_FLAG_NONE, st->id,
+                                         NGHTTP2_PROTOCOL_ERROR);
+        return;
+    }
+
     if (!bl_h2_grpc_content_type(&st->content_type)) {
         snprintf(text, sizeof(text),
                  "invalid gRPC request content-type \"%.*s\"",
