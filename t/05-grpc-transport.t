@@ -476,7 +476,10 @@ def run_tests(srv):
         with tempfile.NamedTemporaryFile() as body_file:
             body_file.write(grpc_frame(echo(b"hi")))
             body_file.flush()
-            post = ["-X", "POST", "--data-binary", "@" + body_file.name]
+            # no body: these are answered from the headers alone, and
+            # curl 7.88 stops an upload on an early error response and
+            # then takes the server's RST_STREAM(NO_ERROR) as a failure
+            post = ["-X", "POST"]
             h = curl_headers("-H", "content-type: text/plain", *post)
             ok("HTTP/2 415" in h and "grpc-status: 3" in h and
                'grpc-message: invalid gRPC request content-type "text/plain"'
@@ -490,7 +493,8 @@ def run_tests(srv):
                'malformed grpc-timeout: transport: timeout unit is not '
                'recognized: "1x"' in h, "bad grpc-timeout: 400, INTERNAL", h)
             h = curl_headers("-H", "content-type: application/grpc+proto",
-                             "-H", "te: trailers", *post)
+                             "-H", "te: trailers", "-X", "POST",
+                             "--data-binary", "@" + body_file.name)
             ok("HTTP/2 200" in h and "grpc-status: 0" in h,
                "application/grpc+proto is gRPC", h)
 

@@ -364,6 +364,26 @@ bl_h2_on_frame_send(nghttp2_session *session, const nghttp2_frame *frame,
 
     switch (frame->hd.type) {
 
+    case NGHTTP2_HEADERS:
+        /*
+         * The answer is complete (trailers, or Trailers-Only) while the
+         * client is still sending its request: ask it to stop, without
+         * error, as RFC 9113 8.1 allows and grpc-go does; a client that
+         * stops its upload on an early error would otherwise wait for a
+         * stream that nobody closes.
+         */
+        if ((frame->hd.flags & NGHTTP2_FLAG_END_STREAM)
+            && nghttp2_session_get_stream_remote_close(session,
+                                                       frame->hd.stream_id)
+               == 0)
+        {
+            (void) nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE,
+                                             frame->hd.stream_id,
+                                             NGHTTP2_NO_ERROR);
+        }
+
+        break;
+
     case NGHTTP2_GOAWAY:
         if (frame->goaway.error_code != NGHTTP2_NO_ERROR) {
             bl_log_error(BL_LOG_INFO, 0,
