@@ -97,6 +97,9 @@ void bl_etcd_watch_fail(void *data, bl_storage_status_e st,
 /* bl_etcd_watch_pack.c: events packed once per worker */
 #define BL_ETCD_WATCH_HEAD_MAX  96
 uint64_t bl_etcd_watch_pack_begin(void);
+/* an event's kv (or prev_kv) as etcd sends it; points into kv's bytes */
+void bl_etcd_watch_kv_init(Mvccpb__KeyValue *pb, const bl_kv_t *kv,
+    int deleted);
 const bl_str_t *bl_etcd_watch_pack_event(const bl_watch_event_t *ev,
     int with_prev, uint64_t seq, bl_pool_t *tmp);
 size_t bl_etcd_watch_pack_head(bl_pool_t *tmp, int64_t revision, int64_t id,

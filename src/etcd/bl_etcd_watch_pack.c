@@ -80,8 +80,8 @@ bl_etcd_wev_varint(u_char *p, uint64_t n)
 }
 
 
-static void
-bl_etcd_wev_kv(Mvccpb__KeyValue *pb, const bl_kv_t *kv, int deleted)
+void
+bl_etcd_watch_kv_init(Mvccpb__KeyValue *pb, const bl_kv_t *kv, int deleted)
 {
     mvccpb__key_value__init(pb);
     pb->key.data = kv->key.data;
@@ -115,10 +115,10 @@ bl_etcd_wev_pack(const bl_watch_event_t *ev, int with_prev, u_char *out,
     mvccpb__event__init(&pb);
     pb.type = deleted ? MVCCPB__EVENT__EVENT_TYPE__DELETE
                       : MVCCPB__EVENT__EVENT_TYPE__PUT;
-    bl_etcd_wev_kv(&kv, &ev->kv, deleted);
+    bl_etcd_watch_kv_init(&kv, &ev->kv, deleted);
     pb.kv = &kv;
     if (with_prev) {
-        bl_etcd_wev_kv(&prev, &ev->prev, 0);
+        bl_etcd_watch_kv_init(&prev, &ev->prev, 0);
         pb.prev_kv = &prev;
     }
 

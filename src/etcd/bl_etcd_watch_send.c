@@ -77,18 +77,7 @@ bl_etcd_watch_kv(bl_pool_t *pool, const bl_kv_t *kv, int deleted)
     if (pb == NULL) {
         return NULL;
     }
-    mvccpb__key_value__init(pb);
-    pb->key.data = kv->key.data;
-    pb->key.len = kv->key.len;
-    pb->mod_revision = kv->mod_revision;
-    if (!deleted) {
-        /* a DELETE event's kv is the key and the deleting revision only */
-        pb->create_revision = kv->create_revision;
-        pb->version = kv->version;
-        pb->lease = kv->lease;
-        pb->value.data = kv->value.data;
-        pb->value.len = kv->value.len;
-    }
+    bl_etcd_watch_kv_init(pb, kv, deleted);
     return pb;
 }
 

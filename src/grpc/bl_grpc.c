@@ -184,10 +184,44 @@ bl_grpc_unknown_method_text(const bl_str_t *path, char *buf, size_t size)
 }
 
 
+/*
+ * Room for one message of `size` bytes and its prefix in the call's
+ * output, the prefix written; NULL if the call cannot send (then the
+ * stream is being reset, or already gone: on_cancel follows).
+ */
+static u_char *
+bl_grpc_reserve(bl_h2_stream_t *st, size_t size)
+{
+    bl_grpc_call_t  *call = &st->call;
+
+    if (!st->active || st->closed || st->conn->closing) {
+        return NULL;
+    }
+
+    if (size > UINT32_MAX) {
+        bl_log_error(BL_LOG_ERR, 0,
+                     "response of %zu bytes is too long for gRPC, "
+                     "%s, client: %.*s", size, call->method->path,
+                     BL_STR_ARGS(call->peer));
+        bl_h2_stream_reset(st, NGHTTP2_INTERNAL_ERROR);
+        return NULL;
+    }
+
+    if (bl_buf_reserve(&st->out, BL_GRPC_PREFIX_LEN + size) != BL_OK) {
+        bl_h2_stream_reset(st, NGHTTP2_INTERNAL_ERROR);
+        return NULL;
+    }
+
+    bl_grpc_frame_prefix(st->out.last, (uint32_t) size);
+    return st->out.last + BL_GRPC_PREFIX_LEN;
+}
+
+
 bl_int_t
 bl_grpc_send(bl_grpc_call_t *call, const ProtobufCMessage *msg)
 {
     size_t           size, packed;
+    u_char          *p;
     bl_h2_stream_t  *st;
 
     st = (bl_h2_stream_t *) call;
@@ -198,25 +232,13 @@ bl_grpc_send(bl_grpc_call_t *call, const ProtobufCMessage *msg)
 
     size = protobuf_c_message_get_packed_size(msg);
 
-    if (size > UINT32_MAX) {
-        bl_log_error(BL_LOG_ERR, 0,
-                     "response of %zu bytes is too long for gRPC, "
-                     "%s, client: %.*s", size, call->method->path,
-                     BL_STR_ARGS(call->peer));
-        bl_h2_stream_reset(st, NGHTTP2_INTERNAL_ERROR);
-        return BL_ERROR;
-    }
-
-    if (bl_buf_reserve(&st->out, BL_GRPC_PREFIX_LEN + size) != BL_OK) {
-        /* on_cancel follows when nghttp2 closes the stream */
-        bl_h2_stream_reset(st, NGHTTP2_INTERNAL_ERROR);
-        return BL_ERROR;
-    }
-
     /* packed in place, after its prefix */
 
-    bl_grpc_frame_prefix(st->out.last, (uint32_t) size);
-    packed = protobuf_c_message_pack(msg, st->out.last + BL_GRPC_PREFIX_LEN);
+    p = bl_grpc_reserve(st, size);
+    if (p == NULL) {
+        return BL_ERROR;
+    }
+    packed = protobuf_c_message_pack(msg, p);
 
     if (packed != size) {
         bl_log_error(BL_LOG_ALERT, 0,
@@ -246,31 +268,15 @@ bl_grpc_send_parts(bl_grpc_call_t *call, const bl_str_t *parts,
 
     st = (bl_h2_stream_t *) call;
 
-    if (!st->active || st->closed || st->conn->closing) {
-        return BL_ERROR;
-    }
-
     size = 0;
     for (i = 0; i < nparts; i++) {
         size += parts[i].len;
     }
 
-    if (size > UINT32_MAX) {
-        bl_log_error(BL_LOG_ERR, 0,
-                     "response of %zu bytes is too long for gRPC, "
-                     "%s, client: %.*s", size, call->method->path,
-                     BL_STR_ARGS(call->peer));
-        bl_h2_stream_reset(st, NGHTTP2_INTERNAL_ERROR);
+    p = bl_grpc_reserve(st, size);
+    if (p == NULL) {
         return BL_ERROR;
     }
-
-    if (bl_buf_reserve(&st->out, BL_GRPC_PREFIX_LEN + size) != BL_OK) {
-        bl_h2_stream_reset(st, NGHTTP2_INTERNAL_ERROR);
-        return BL_ERROR;
-    }
-
-    bl_grpc_frame_prefix(st->out.last, (uint32_t) size);
-    p = st->out.last + BL_GRPC_PREFIX_LEN;
     for (i = 0; i < nparts; i++) {
         if (parts[i].len) {
             memcpy(p, parts[i].data, parts[i].len);
