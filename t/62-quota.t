@@ -26,6 +26,20 @@ pg = bltest.Postgres(fast=True)
 pg.start()
 
 
+HPORT = bltest.free_port()
+
+
+def health(query=""):
+    """node2's GET /health: (status, body)"""
+    import urllib.request, urllib.error
+    try:
+        with urllib.request.urlopen("http://127.0.0.1:%d/health%s"
+                                    % (HPORT, query), timeout=10) as r:
+            return r.status, r.read().decode().strip()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode().strip()
+
+
 def conf(name, quota):
     lines = ["daemon off;", "worker_processes 2;", "error_log {tmp}/error.log info;",
              "pid {tmp}/ballast.pid;", f"name {name};", "listen 127.0.0.1:{port};",
@@ -33,6 +47,8 @@ def conf(name, quota):
              "defragment vacuum_full;"]
     if quota is not None:
         lines.append("limits { quota %s; }" % quota)
+    else:
+        lines.append("http_listen 127.0.0.1:%d;" % HPORT)
     if bltest._is_root():
         lines.append(f"user nobody {bltest._nobody()[2]};")
     return "\n".join(lines) + "\n"
@@ -86,6 +102,7 @@ id1 = ctl(n1, "-w", "json", "get", "x").json()["header"]["member_id"]
 line1 = "memberID:%d alarm:NOSPACE \n" % id1
 
 t.is_(alarms(n1), "", "no alarm at first")
+t.is_(health(), (200, '{"health":"true","reason":""}'), "node2 /health: healthy")
 n, got = fill(c1)
 t.is_(got, ("RESOURCE_EXHAUSTED", NOSPACE),
       "node1: a put is refused with etcd's NOSPACE error after %d puts" % n)
@@ -99,6 +116,11 @@ t.like(n1.error_log(), r"over the quota of %d: alarm NOSPACE raised by member %x
 t.ok(bltest.wait_until(lambda: put_raw(c2, b"x", b"y")[0] != "OK", 3),
      "node2 refuses writes within seconds")
 t.like(n2.error_log(), r"alarm NOSPACE is raised", "node2 logged the alarm too")
+# etcd: /health is false while an alarm is raised, unless excluded
+t.is_(health(), (503, '{"health":"false","reason":"ALARM NOSPACE"}'),
+      "node2 /health: 503, ALARM NOSPACE (as etcd 3.5)")
+t.is_(health("?exclude=NOSPACE"), (200, '{"health":"true","reason":""}'),
+      "node2 /health?exclude=NOSPACE: 200")
 st = ctl(n2, "-w", "json", "endpoint", "status").json()[0]["Status"]
 t.is_(st.get("errors"), [line1.rstrip("\n")], "Status errors on node2 list it")
 

@@ -10,6 +10,8 @@
 #include <bl_core_module.h>
 #include <bl_grpc_server.h>
 #include <bl_etcd.h>
+#include <bl_http.h>
+#include <bl_storage_maint.h>
 
 /* etcd: raft overhead allowance between the request and gRPC limits */
 #define BL_ETCD_GRPC_OVERHEAD  (512 * 1024)
@@ -30,6 +32,13 @@ static void *bl_etcd_create_conf(bl_cycle_t *cycle);
 static char *bl_etcd_init_conf(bl_cycle_t *cycle, void *conf);
 static bl_int_t bl_etcd_init_master(bl_cycle_t *cycle);
 static bl_int_t bl_etcd_init_process(bl_cycle_t *cycle, bl_uint_t process);
+
+/* etcd's AlarmType names, by value */
+static const char *const  bl_etcd_alarm_names[] = {
+    [BL_ALARM_NONE] = NULL,
+    [BL_ALARM_NOSPACE] = "NOSPACE",
+    [BL_ALARM_CORRUPT] = "CORRUPT",
+};
 static char *bl_etcd_set_watch(bl_conf_t *cf, const bl_command_t *cmd,
     void *conf);
 static char *bl_etcd_set_urls(bl_conf_t *cf, const bl_command_t *cmd,
@@ -248,6 +257,11 @@ bl_etcd_init_process(bl_cycle_t *cycle, bl_uint_t process)
     {
         return BL_ERROR;
     }
+
+    /* /health answers 503 while an alarm is raised, as etcd's does */
+    bl_http_set_alarms(bl_etcd_alarms, bl_etcd_alarm_names,
+                       bl_nelems(bl_etcd_alarm_names));
+
     return bl_grpc_register(bl_etcd_watch_methods, bl_etcd_watch_nmethods);
 }
 

@@ -49,6 +49,15 @@ bl_int_t bl_http_conn_take(int fd, const bl_str_t *peer, const u_char *data,
 
 /* bl_http_endpoints.c: the answer to a request */
 void bl_http_handle(const bl_http_request_t *r, bl_http_response_t *resp);
+
+/*
+ * The alarms a service layer has raised (etcd's NOSPACE, CORRUPT), for
+ * /health: bit i set = alarm i raised, names[i] its name; registered by
+ * that layer, since this one may not call up into it.
+ */
+typedef uint32_t (*bl_http_alarms_pt)(void);
+void bl_http_set_alarms(bl_http_alarms_pt alarms, const char *const *names,
+    size_t n);
 /* "404 Not Found", ... */
 const char *bl_http_status_text(int status);
 

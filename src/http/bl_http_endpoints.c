@@ -3,8 +3,10 @@
  * (CONFORMANCE.md section 9; etcd 3.5.11+ for /livez and /readyz):
  *
  *   GET /health    200 {"health":"true","reason":""} while this worker
- *                  has a database connection, else 503
- *                  {"health":"false","reason":"storage unavailable"}
+ *                  has a database connection and no alarm is raised, else
+ *                  503 {"health":"false","reason":"storage unavailable"}
+ *                  or {"health":"false","reason":"ALARM NOSPACE"};
+ *                  ?exclude=NOSPACE ignores that alarm (etcd 3.5)
  *   GET /livez     200 "ok": the worker runs its loop (not the database:
  *                  a liveness probe must not restart ballast because
  *                  PostgreSQL is away); check "ping"
@@ -42,7 +44,8 @@ typedef struct {
 static int bl_http_prefix(const bl_str_t *path, const char *name,
     bl_str_t *rest);
 static void bl_http_not_allowed(bl_http_response_t *resp);
-static void bl_http_health(bl_http_response_t *resp);
+static void bl_http_health(const bl_http_request_t *r,
+    bl_http_response_t *resp);
 static void bl_http_checks(const bl_http_request_t *r, const bl_str_t *rest,
     const bl_http_check_t *checks, size_t n, bl_http_response_t *resp);
 static void bl_http_version(bl_http_response_t *resp);
@@ -90,7 +93,7 @@ bl_http_handle(const bl_http_request_t *r, bl_http_response_t *resp)
 
     if (bl_http_path_is(&r->path, "/health")) {
         if (get) {
-            bl_http_health(resp);
+            bl_http_health(r, resp);
             return;
         }
 
@@ -145,18 +148,67 @@ bl_http_not_allowed(bl_http_response_t *resp)
 }
 
 
-static void
-bl_http_health(bl_http_response_t *resp)
+static bl_http_alarms_pt    bl_http_alarms;
+static const char *const   *bl_http_alarm_names;
+static size_t               bl_http_nalarms;
+
+
+void
+bl_http_set_alarms(bl_http_alarms_pt alarms, const char *const *names,
+    size_t n)
 {
-    if (bl_storage_available() == BL_OK) {
-        bl_http_text(resp, 200, "{\"health\":\"true\",\"reason\":\"\"}");
-        resp->headers = NULL;
+    bl_http_alarms = alarms;
+    bl_http_alarm_names = names;
+    bl_http_nalarms = n;
+}
+
+
+static void
+bl_http_health(const bl_http_request_t *r, bl_http_response_t *resp)
+{
+    static char  reason[96];
+    uint32_t     raised;
+    size_t       i, pos;
+    bl_str_t     name, value;
+
+    if (bl_storage_available() != BL_OK) {
+        /* etcd's http.Error: the JSON and a newline */
+        bl_http_text(resp, 503, "{\"health\":\"false\",\"reason\":"
+                                "\"storage unavailable\"}\n");
         return;
     }
 
-    /* etcd's http.Error: the JSON and a newline */
-    bl_http_text(resp, 503,
-                 "{\"health\":\"false\",\"reason\":\"storage unavailable\"}\n");
+    raised = bl_http_alarms ? bl_http_alarms() : 0;
+
+    /* ?exclude=NOSPACE: that alarm does not make the node unhealthy */
+    pos = 0;
+    while (raised && bl_http_next_arg(&r->query, &pos, &name, &value)
+                     == BL_OK)
+    {
+        if (!bl_http_path_is(&name, "exclude")) {
+            continue;
+        }
+        for (i = 0; i < bl_http_nalarms; i++) {
+            if (bl_http_alarm_names[i]
+                && value.len == strlen(bl_http_alarm_names[i])
+                && memcmp(value.data, bl_http_alarm_names[i], value.len) == 0)
+            {
+                raised &= ~(1u << i);
+            }
+        }
+    }
+
+    for (i = 0; i < bl_http_nalarms && i < 32; i++) {
+        if ((raised & (1u << i)) && bl_http_alarm_names[i]) {
+            snprintf(reason, sizeof(reason), "{\"health\":\"false\","
+                     "\"reason\":\"ALARM %s\"}\n", bl_http_alarm_names[i]);
+            bl_http_text(resp, 503, reason);
+            return;
+        }
+    }
+
+    bl_http_text(resp, 200, "{\"health\":\"true\",\"reason\":\"\"}");
+    resp->headers = NULL;
 }
 
 
