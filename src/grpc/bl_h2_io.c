@@ -14,6 +14,7 @@
  */
 #include <bl_core.h>
 #include <bl_event.h>
+#include <bl_socket.h>
 #include <bl_grpc.h>
 #include <bl_tls.h>
 #include <bl_h2.h>
@@ -374,7 +375,6 @@ bl_h2_recv(bl_h2_conn_t *c, u_char *buf, size_t size)
 {
     int       want;
     ssize_t   n;
-    bl_err_t  err;
 
     if (c->ssl != NULL) {
         n = bl_tls_recv(c->ssl, buf, size, &c->peer, &want);
@@ -393,27 +393,7 @@ bl_h2_recv(bl_h2_conn_t *c, u_char *buf, size_t size)
         return n;
     }
 
-    for ( ;; ) {
-        n = recv(c->fd, buf, size, 0);
-
-        if (n >= 0) {
-            return n;
-        }
-
-        err = errno;
-
-        if (err == EINTR) {
-            continue;
-        }
-
-        if (err == EAGAIN || err == EWOULDBLOCK) {
-            return BL_AGAIN;
-        }
-
-        bl_log_error(BL_LOG_INFO, err, "recv() failed, client: %.*s",
-                     BL_STR_ARGS(&c->peer));
-        return BL_ERROR;
-    }
+    return bl_recv(c->fd, buf, size, &c->peer);
 }
 
 
@@ -424,7 +404,6 @@ bl_h2_send(bl_h2_conn_t *c, const u_char *buf, size_t size)
 {
     int       want;
     ssize_t   n;
-    bl_err_t  err;
 
     if (c->ssl != NULL) {
         n = bl_tls_send(c->ssl, buf, size, &c->peer, &want);
@@ -443,27 +422,7 @@ bl_h2_send(bl_h2_conn_t *c, const u_char *buf, size_t size)
         return n;
     }
 
-    for ( ;; ) {
-        n = send(c->fd, buf, size, MSG_NOSIGNAL);
-
-        if (n >= 0) {
-            return n;
-        }
-
-        err = errno;
-
-        if (err == EINTR) {
-            continue;
-        }
-
-        if (err == EAGAIN || err == EWOULDBLOCK) {
-            return BL_AGAIN;
-        }
-
-        bl_log_error(BL_LOG_INFO, err, "send() failed, client: %.*s",
-                     BL_STR_ARGS(&c->peer));
-        return BL_ERROR;
-    }
+    return bl_send(c->fd, buf, size, &c->peer);
 }
 
 

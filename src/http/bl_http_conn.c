@@ -350,7 +350,6 @@ bl_http_read_handler(struct ev_loop *loop, ev_io *w, int revents)
 {
     u_char           drop[4096];
     ssize_t          n;
-    bl_err_t         err;
     bl_http_conn_t  *c;
 
     BL_UNUSED(loop);
@@ -379,17 +378,13 @@ bl_http_read_handler(struct ev_loop *loop, ev_io *w, int revents)
         return;
     }
 
-    n = recv(c->fd, c->buf + c->len, BL_HTTP_MAX_HEAD - c->len, 0);
+    n = bl_recv(c->fd, c->buf + c->len, BL_HTTP_MAX_HEAD - c->len, &c->peer);
 
-    if (n == -1) {
-        err = errno;
+    if (n == BL_AGAIN) {
+        return;
+    }
 
-        if (err == EAGAIN || err == EWOULDBLOCK || err == EINTR) {
-            return;
-        }
-
-        bl_log_error(BL_LOG_INFO, err, "recv() failed, client: %.*s",
-                     BL_STR_ARGS(&c->peer));
+    if (n == BL_ERROR) {
         bl_http_conn_close(c);
         return;
     }
@@ -693,26 +688,13 @@ bl_http_conn_answer(bl_http_conn_t *c, const bl_http_request_t *r,
 static bl_int_t
 bl_http_conn_send(bl_http_conn_t *c)
 {
-    ssize_t   n;
-    bl_err_t  err;
+    ssize_t  n;
 
     while (bl_buf_size(&c->out) > 0) {
-        n = send(c->fd, c->out.pos, bl_buf_size(&c->out), MSG_NOSIGNAL);
+        n = bl_send(c->fd, c->out.pos, bl_buf_size(&c->out), &c->peer);
 
-        if (n == -1) {
-            err = errno;
-
-            if (err == EINTR) {
-                continue;
-            }
-
-            if (err == EAGAIN || err == EWOULDBLOCK) {
-                return BL_AGAIN;
-            }
-
-            bl_log_error(BL_LOG_INFO, err, "send() failed, client: %.*s",
-                         BL_STR_ARGS(&c->peer));
-            return BL_ERROR;
+        if (n < 0) {
+            return n;                    /* BL_AGAIN or BL_ERROR */
         }
 
         bl_buf_consume(&c->out, (size_t) n);

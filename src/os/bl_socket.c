@@ -55,6 +55,54 @@ bl_accept(int lfd, struct sockaddr_storage *sa, socklen_t *socklen,
     }
 }
 
+ssize_t
+bl_recv(int fd, u_char *buf, size_t size, const bl_str_t *peer)
+{
+    ssize_t   n;
+    bl_err_t  err;
+
+    for ( ;; ) {
+        n = recv(fd, buf, size, 0);
+        if (n >= 0) {
+            return n;
+        }
+        err = errno;
+        if (err == EINTR) {
+            continue;
+        }
+        if (err == EAGAIN || err == EWOULDBLOCK) {
+            return BL_AGAIN;
+        }
+        bl_log_error(BL_LOG_INFO, err, "recv() failed, client: %.*s",
+                     BL_STR_ARGS(peer));
+        return BL_ERROR;
+    }
+}
+
+ssize_t
+bl_send(int fd, const u_char *buf, size_t size, const bl_str_t *peer)
+{
+    ssize_t   n;
+    bl_err_t  err;
+
+    for ( ;; ) {
+        n = send(fd, buf, size, MSG_NOSIGNAL);
+        if (n >= 0) {
+            return n;
+        }
+        err = errno;
+        if (err == EINTR) {
+            continue;
+        }
+        if (err == EAGAIN || err == EWOULDBLOCK) {
+            return BL_AGAIN;
+        }
+        bl_log_error(BL_LOG_INFO, err, "send() failed, client: %.*s",
+                     BL_STR_ARGS(peer));
+        return BL_ERROR;
+    }
+}
+
 bl_int_t
 bl_parse_addr_port(bl_pool_t *pool, const bl_str_t *text, bl_listening_t *ls,
     int default_port)

@@ -44,4 +44,12 @@ bl_int_t bl_nonblocking(int fd);
 int bl_accept(int lfd, struct sockaddr_storage *sa, socklen_t *socklen,
     const bl_str_t *addr_text, double pause);
 
+/*
+ * One recv()/send() on a non-blocking socket, retried on EINTR: bytes
+ * (recv: 0 at the end), BL_AGAIN, or BL_ERROR (logged with the peer).
+ */
+ssize_t bl_recv(int fd, u_char *buf, size_t size, const bl_str_t *peer);
+ssize_t bl_send(int fd, const u_char *buf, size_t size,
+    const bl_str_t *peer);
+
 #endif /* BL_SOCKET_H */
