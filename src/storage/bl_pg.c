@@ -645,6 +645,16 @@ bl_pg_seen_revision(int64_t rev)
 
 
 void
+bl_pg_op_invalid(bl_storage_op_t *op)
+{
+    bl_log_error(BL_LOG_ERR, 0, "postgres: unexpected answer to %s",
+                 op->type->name);
+    op->status = BL_ST_INTERNAL;
+    op->result = NULL;
+}
+
+
+void
 bl_pg_set_cluster_id(int64_t id)
 {
     if (id > 0) {

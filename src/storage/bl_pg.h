@@ -323,6 +323,8 @@ void bl_pg_listen_stop(void);
 void bl_pg_listen_pool_up(void);
 
 void bl_pg_seen_revision(int64_t rev);
+/* an answer of the wrong shape: logged, the operation fails INTERNAL */
+void bl_pg_op_invalid(bl_storage_op_t *op);
 void bl_pg_set_cluster_id(int64_t id);
 
 /*

@@ -156,16 +156,6 @@ bl_storage_lease_res(bl_storage_op_t *op, int64_t rev, int64_t id,
 }
 
 
-static void
-bl_storage_lease_invalid(bl_storage_op_t *op)
-{
-    bl_log_error(BL_LOG_ERR, 0, "postgres: unexpected answer to %s",
-                 op->type->name);
-    op->status = BL_ST_INTERNAL;
-    op->result = NULL;
-}
-
-
 /* grant */
 
 bl_storage_status_e
@@ -201,7 +191,7 @@ bl_storage_lease_grant_result(bl_storage_op_t *op, PGresult *res)
         || bl_pg_int64(res, 0, 1, &rev) != BL_OK
         || bl_pg_int64(res, 0, 2, &id) != BL_OK)
     {
-        bl_storage_lease_invalid(op);
+        bl_pg_op_invalid(op);
         return;
     }
 
@@ -218,7 +208,7 @@ bl_storage_lease_grant_result(bl_storage_op_t *op, PGresult *res)
         return;
 
     default:
-        bl_storage_lease_invalid(op);
+        bl_pg_op_invalid(op);
     }
 }
 
@@ -253,7 +243,7 @@ bl_storage_lease_revoke_result(bl_storage_op_t *op, PGresult *res)
         || bl_pg_int32(res, 0, 0, &err) != BL_OK
         || bl_pg_int64(res, 0, 1, &rev) != BL_OK)
     {
-        bl_storage_lease_invalid(op);
+        bl_pg_op_invalid(op);
         return;
     }
 
@@ -270,7 +260,7 @@ bl_storage_lease_revoke_result(bl_storage_op_t *op, PGresult *res)
         return;
 
     default:
-        bl_storage_lease_invalid(op);
+        bl_pg_op_invalid(op);
     }
 }
 
@@ -473,7 +463,7 @@ bl_storage_lease_ttl_result(bl_storage_op_t *op, PGresult *res)
     if (nrows < 1 || PQnfields(res) != 5
         || bl_pg_int64(res, 0, 0, &rev) != BL_OK)
     {
-        bl_storage_lease_invalid(op);
+        bl_pg_op_invalid(op);
         return;
     }
 
@@ -487,7 +477,7 @@ bl_storage_lease_ttl_result(bl_storage_op_t *op, PGresult *res)
     if (bl_pg_int64(res, 0, 1, &id) != BL_OK
         || bl_pg_int64(res, 0, 2, &ttl) != BL_OK)
     {
-        bl_storage_lease_invalid(op);
+        bl_pg_op_invalid(op);
         return;
     }
 
@@ -497,7 +487,7 @@ bl_storage_lease_ttl_result(bl_storage_op_t *op, PGresult *res)
     }
 
     if (bl_pg_int64(res, 0, 3, &lr->remaining) != BL_OK) {
-        bl_storage_lease_invalid(op);
+        bl_pg_op_invalid(op);
         return;
     }
 
@@ -518,7 +508,7 @@ bl_storage_lease_ttl_result(bl_storage_op_t *op, PGresult *res)
         if (lr->keys[i].data == NULL
             || (i > 0 && bl_str_cmp(&lr->keys[i - 1], &lr->keys[i]) >= 0))
         {
-            bl_storage_lease_invalid(op);
+            bl_pg_op_invalid(op);
             return;
         }
     }
@@ -578,7 +568,7 @@ bl_storage_lease_list_result(bl_storage_op_t *op, PGresult *res)
     if (nrows < 1 || PQnfields(res) != 2
         || bl_pg_int64(res, 0, 0, &lr->header_revision) != BL_OK)
     {
-        bl_storage_lease_invalid(op);
+        bl_pg_op_invalid(op);
         return;
     }
 
@@ -597,7 +587,7 @@ bl_storage_lease_list_result(bl_storage_op_t *op, PGresult *res)
 
     for (i = 0; i < nrows; i++) {
         if (bl_pg_int64(res, i, 1, &lr->ids[i]) != BL_OK) {
-            bl_storage_lease_invalid(op);
+            bl_pg_op_invalid(op);
             return;
         }
     }
@@ -663,7 +653,7 @@ bl_storage_lease_expire_result(bl_storage_op_t *op, PGresult *res)
         || PQgetisnull(res, 0, 1) || PQgetlength(res, 0, 1) != 1
         || bl_pg_int64(res, 0, 2, &rev) != BL_OK)
     {
-        bl_storage_lease_invalid(op);
+        bl_pg_op_invalid(op);
         return;
     }
 
@@ -719,7 +709,7 @@ bl_storage_lease_count_result(bl_storage_op_t *op, PGresult *res)
         || bl_pg_int64(res, 0, 0, &cr->header_revision) != BL_OK
         || bl_pg_int64(res, 0, 1, &cr->count) != BL_OK)
     {
-        bl_storage_lease_invalid(op);
+        bl_pg_op_invalid(op);
         return;
     }
 

@@ -96,16 +96,6 @@ bl_storage_maint_post(const bl_pg_op_type_t *type, bl_pool_t *pool,
 }
 
 
-static void
-bl_storage_maint_invalid(bl_storage_op_t *op)
-{
-    bl_log_error(BL_LOG_ERR, 0, "postgres: unexpected answer to %s",
-                 op->type->name);
-    op->status = BL_ST_INTERNAL;
-    op->result = NULL;
-}
-
-
 /* parameters: int8 values, binary */
 static bl_int_t
 bl_storage_maint_send_int8(PGconn *pc, const char *sql, int n,
@@ -173,7 +163,7 @@ bl_storage_maint_alarms(bl_storage_op_t *op, PGresult *res, int from,
         if (bl_pg_int64(res, i, col, &member) != BL_OK
             || bl_pg_int32(res, i, col + 1, &a[i - from].alarm) != BL_OK)
         {
-            bl_storage_maint_invalid(op);
+            bl_pg_op_invalid(op);
             return BL_ERROR;
         }
 
@@ -245,7 +235,7 @@ bl_storage_status_result(bl_storage_op_t *op, PGresult *res)
         || bl_storage_maint_size(res, 0, 2, &sr->db_size) != BL_OK
         || bl_storage_maint_size(res, 0, 3, &sr->db_size_in_use) != BL_OK)
     {
-        bl_storage_maint_invalid(op);
+        bl_pg_op_invalid(op);
         return;
     }
 
@@ -302,7 +292,7 @@ bl_storage_hash_kv_result(bl_storage_op_t *op, PGresult *res)
         || bl_pg_int64(res, 0, 1, &hr->compact_revision) != BL_OK
         || bl_pg_int64(res, 0, 2, &hr->hash_revision) != BL_OK)
     {
-        bl_storage_maint_invalid(op);
+        bl_pg_op_invalid(op);
         return;
     }
 
@@ -322,7 +312,7 @@ bl_storage_hash_kv_result(bl_storage_op_t *op, PGresult *res)
     }
 
     if (bl_storage_maint_digest(res, 0, 3, &hr->hash) != BL_OK) {
-        bl_storage_maint_invalid(op);
+        bl_pg_op_invalid(op);
         return;
     }
 
@@ -369,7 +359,7 @@ bl_storage_hash_result(bl_storage_op_t *op, PGresult *res)
         || bl_pg_int64(res, 0, 0, &hr->header_revision) != BL_OK
         || bl_storage_maint_digest(res, 0, 1, &hr->hash) != BL_OK)
     {
-        bl_storage_maint_invalid(op);
+        bl_pg_op_invalid(op);
         return;
     }
 
@@ -442,7 +432,7 @@ bl_storage_alarm_result(bl_storage_op_t *op, PGresult *res)
     if (PQntuples(res) < 1 || PQnfields(res) != 3
         || bl_pg_int32(res, 0, 2, &active) != BL_OK)
     {
-        bl_storage_maint_invalid(op);
+        bl_pg_op_invalid(op);
         return;
     }
 
@@ -508,7 +498,7 @@ bl_storage_members_result(bl_storage_op_t *op, PGresult *res)
     }
 
     if (PQnfields(res) != 3) {
-        bl_storage_maint_invalid(op);
+        bl_pg_op_invalid(op);
         return;
     }
 
@@ -516,7 +506,7 @@ bl_storage_members_result(bl_storage_op_t *op, PGresult *res)
 
     for (i = 0; i < nrows; i++) {
         if (bl_pg_int64(res, i, 0, &id) != BL_OK) {
-            bl_storage_maint_invalid(op);
+            bl_pg_op_invalid(op);
             return;
         }
 
@@ -638,7 +628,7 @@ bl_storage_tick_result(bl_storage_op_t *op, PGresult *res)
         || bl_storage_maint_size(res, 0, 1, &tr->db_size_in_use) != BL_OK
         || PQgetisnull(res, 0, 2) || PQgetlength(res, 0, 2) != 1)
     {
-        bl_storage_maint_invalid(op);
+        bl_pg_op_invalid(op);
         return;
     }
 
