@@ -98,38 +98,47 @@ bl_etcd_watch_kv_init(Mvccpb__KeyValue *pb, const bl_kv_t *kv, int deleted)
 }
 
 
-/*
- * The event as the `events` field: with out NULL, the most it takes
- * (*need); else packed into out, returning its length.
- */
-static size_t
-bl_etcd_wev_pack(const bl_watch_event_t *ev, int with_prev, u_char *out,
-    size_t *need)
-{
+/* an event's Event message, pointing into its bytes, and its size */
+typedef struct {
     Mvccpb__Event     pb;
-    Mvccpb__KeyValue  kv, prev;
-    size_t            size, n;
-    int               deleted;
+    Mvccpb__KeyValue  kv;
+    Mvccpb__KeyValue  prev;
+    size_t            size;
+} bl_etcd_wev_msg_t;
+
+
+static void
+bl_etcd_wev_msg(bl_etcd_wev_msg_t *m, const bl_watch_event_t *ev,
+    int with_prev)
+{
+    int  deleted;
 
     deleted = (ev->type == BL_WATCH_DELETE);
-    mvccpb__event__init(&pb);
-    pb.type = deleted ? MVCCPB__EVENT__EVENT_TYPE__DELETE
-                      : MVCCPB__EVENT__EVENT_TYPE__PUT;
-    bl_etcd_watch_kv_init(&kv, &ev->kv, deleted);
-    pb.kv = &kv;
+    mvccpb__event__init(&m->pb);
+    m->pb.type = deleted ? MVCCPB__EVENT__EVENT_TYPE__DELETE
+                         : MVCCPB__EVENT__EVENT_TYPE__PUT;
+    bl_etcd_watch_kv_init(&m->kv, &ev->kv, deleted);
+    m->pb.kv = &m->kv;
     if (with_prev) {
-        bl_etcd_watch_kv_init(&prev, &ev->prev, 0);
-        pb.prev_kv = &prev;
+        bl_etcd_watch_kv_init(&m->prev, &ev->prev, 0);
+        m->pb.prev_kv = &m->prev;
     }
+    m->size = mvccpb__event__get_packed_size(&m->pb);
+}
 
-    size = mvccpb__event__get_packed_size(&pb);
-    if (out == NULL) {
-        *need = 1 + 10 + size;
-        return 0;
-    }
+
+/* the message as the `events` field into out (room for
+ * BL_ETCD_WEV_ROOM(m)); returns its length */
+#define BL_ETCD_WEV_ROOM(m)  (1 + 10 + (m)->size)
+
+static size_t
+bl_etcd_wev_pack(const bl_etcd_wev_msg_t *m, u_char *out)
+{
+    size_t  n;
+
     out[0] = BL_ETCD_WEV_TAG;
-    n = 1 + bl_etcd_wev_varint(out + 1, size);
-    return n + mvccpb__event__pack(&pb, out + n);
+    n = 1 + bl_etcd_wev_varint(out + 1, m->size);
+    return n + mvccpb__event__pack(&m->pb, out + n);
 }
 
 
@@ -141,10 +150,11 @@ const bl_str_t *
 bl_etcd_watch_pack_event(const bl_watch_event_t *ev, int with_prev,
     uint64_t seq, bl_pool_t *tmp)
 {
-    bl_etcd_wev_t  *e;
-    bl_str_t       *s;
-    size_t          need;
-    u_char         *p;
+    bl_etcd_wev_t      *e;
+    bl_str_t           *s;
+    size_t              need;
+    u_char             *p;
+    bl_etcd_wev_msg_t   m;
 
     with_prev = with_prev && ev->has_prev;
     e = &bl_etcd_wev[bl_etcd_wev_hash(ev, with_prev)
@@ -160,7 +170,8 @@ bl_etcd_watch_pack_event(const bl_watch_event_t *ev, int with_prev,
         return &e->field;
     }
 
-    (void) bl_etcd_wev_pack(ev, with_prev, NULL, &need);
+    bl_etcd_wev_msg(&m, ev, with_prev);
+    need = BL_ETCD_WEV_ROOM(&m);
 
     if (e->pinned == seq || need > BL_ETCD_WEV_MAX) {
         /* the slot serves another event of this response, or too big */
@@ -169,7 +180,7 @@ bl_etcd_watch_pack_event(const bl_watch_event_t *ev, int with_prev,
             return NULL;
         }
         s->data = (u_char *) (s + 1);
-        s->len = bl_etcd_wev_pack(ev, with_prev, s->data, &need);
+        s->len = bl_etcd_wev_pack(&m, s->data);
         return s;
     }
 
@@ -190,7 +201,7 @@ bl_etcd_watch_pack_event(const bl_watch_event_t *ev, int with_prev,
     e->key_len = ev->kv.key.len;
     memcpy(e->key, ev->kv.key.data, e->key_len);
     e->field.data = e->data + e->key_len;
-    e->field.len = bl_etcd_wev_pack(ev, with_prev, e->field.data, &need);
+    e->field.len = bl_etcd_wev_pack(&m, e->field.data);
     e->pinned = seq;
     return &e->field;
 }
