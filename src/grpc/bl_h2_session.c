@@ -88,13 +88,17 @@ static bl_int_t
 bl_h2_check_header(bl_h2_stream_t *st, const uint8_t *name, size_t namelen,
     const uint8_t *value, size_t valuelen)
 {
-    static const char  *pseudo[] = { ":method", ":scheme", ":path",
-                                     ":authority" };
-    static const char  *hop[] = { "connection", "keep-alive",
-                                  "proxy-connection", "transfer-encoding",
-                                  "upgrade" };
-    const char         *why;
-    size_t              i;
+    static const bl_str_t  pseudo[] = {
+        bl_string(":method"), bl_string(":scheme"), bl_string(":path"),
+        bl_string(":authority")
+    };
+    static const bl_str_t  hop[] = {
+        bl_string("connection"), bl_string("keep-alive"),
+        bl_string("proxy-connection"), bl_string("transfer-encoding"),
+        bl_string("upgrade")
+    };
+    const char            *why;
+    size_t                 i;
 
     why = NULL;
 
@@ -106,8 +110,8 @@ bl_h2_check_header(bl_h2_stream_t *st, const uint8_t *name, size_t namelen,
 
     } else if (namelen > 0 && name[0] == ':') {
         for (i = 0; i < bl_nelems(pseudo); i++) {
-            if (namelen == strlen(pseudo[i])
-                && memcmp(name, pseudo[i], namelen) == 0)
+            if (namelen == pseudo[i].len
+                && memcmp(name, pseudo[i].data, namelen) == 0)
             {
                 break;
             }
@@ -125,8 +129,8 @@ bl_h2_check_header(bl_h2_stream_t *st, const uint8_t *name, size_t namelen,
     } else {
         st->regular = 1;
         for (i = 0; i < bl_nelems(hop); i++) {
-            if (namelen == strlen(hop[i])
-                && memcmp(name, hop[i], namelen) == 0)
+            if (namelen == hop[i].len
+                && memcmp(name, hop[i].data, namelen) == 0)
             {
                 why = "a connection-specific header";
             }
