@@ -21,6 +21,7 @@ t.is_(r.returncode, 0, "daemon on: the command returns at once, status 0")
 pidfile = os.path.join(b.tmp, "ballast.pid")
 t.ok(bltest.wait_until(lambda: os.path.exists(pidfile), 10),
      "the pid file appears")
+# the master renames a written file into place: it is never seen empty
 master = int(open(pidfile).read())
 t.ok(bltest.pid_alive(master), "the daemonised master runs")
 t.ok(os.getsid(master) == master, "in a session of its own")

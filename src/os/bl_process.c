@@ -3,6 +3,7 @@
 
 #include <fcntl.h>
 #include <grp.h>
+#include <limits.h>
 #include <pwd.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
@@ -312,24 +313,42 @@ bl_setproctitle(const char *title)
     }
 }
 
+/*
+ * Written to a temporary name and renamed into place, so that a reader
+ * (`-s`, systemd's PIDFile=, a script polling for the file) never sees
+ * the file existing but still empty.
+ */
 bl_int_t
 bl_create_pidfile(const char *path)
 {
-    char  buf[32];
+    char  buf[32], tmp[PATH_MAX];
     int   fd, n;
 
-    fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    n = snprintf(tmp, sizeof(tmp), "%s.new", path);
+    if (n < 0 || (size_t) n >= sizeof(tmp)) {
+        bl_log_error(BL_LOG_EMERG, 0, "pid file name \"%s\" is too long",
+                     path);
+        return BL_ERROR;
+    }
+    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd == -1) {
-        bl_log_error(BL_LOG_EMERG, errno, "open() \"%s\" failed", path);
+        bl_log_error(BL_LOG_EMERG, errno, "open() \"%s\" failed", tmp);
         return BL_ERROR;
     }
     n = snprintf(buf, sizeof(buf), "%d\n", (int) getpid());
     if (write(fd, buf, n) != n) {
-        bl_log_error(BL_LOG_EMERG, errno, "write() to \"%s\" failed", path);
+        bl_log_error(BL_LOG_EMERG, errno, "write() to \"%s\" failed", tmp);
         close(fd);
+        (void) unlink(tmp);
         return BL_ERROR;
     }
     close(fd);
+    if (rename(tmp, path) == -1) {
+        bl_log_error(BL_LOG_EMERG, errno, "rename() \"%s\" to \"%s\" "
+                     "failed", tmp, path);
+        (void) unlink(tmp);
+        return BL_ERROR;
+    }
     return BL_OK;
 }
 
