@@ -237,6 +237,41 @@ whole = d.go(get("p/", prefix=True, revision=rev), "C30 the whole list at the pa
 t.is_([kv for p in pages for kv in kvs(p)], kvs(whole), "C30 pages after deletes = snapshot at R")
 d.go(get("p/", prefix=True), "C30 the list now: empty")
 
+# ---------------------------------------------------------------- C30 history
+# A range at a revision takes one of three ways in ballast: the current
+# rows when nothing in the range changed since, the current rows corrected
+# by the keys that changed since, or (more than 10,000 log rows later) a
+# walk of the log key by key.  The same questions at the same revisions,
+# before and after 10,100 writes elsewhere, cover all three.
+d.go_seq([put(f"h/{i:03d}", f"a{i}") for i in range(40)], "C30h setup h/000..h/039")
+r0 = hrev(d.go(get("h/", prefix=True, count_only=True), "C30h revision after the setup"))
+d.go_seq([put("h/005", "b"), delete("h/010"), delete("h/020"), put("h/020", "c"),
+          put("h/040", "new"), delete("h/", range_end="h/003"),
+          txn([], [put("h/030", "t"), delete("h/031"), put("h/041", "t")])],
+         "C30h changes inside the range: rewrite, delete, recreate, create, txn")
+r1 = hrev(d.go(get("h/", prefix=True, count_only=True), "C30h revision after the changes"))
+d.go_seq([put(f"o/{i}", "x") for i in range(5)], "C30h changes outside the range")
+r2 = hrev(d.go(get("h/", prefix=True, count_only=True), "C30h revision now"))
+
+
+def history_reads(tag):
+    for rev in (r0, r0 + 3, r1, r2, 0):
+        at = f"{tag} at {rev or 'now'}"
+        d.go(get("h/", prefix=True, revision=rev), f"{at}: the whole prefix")
+        d.go(get("h/", prefix=True, revision=rev, limit=7), f"{at}: limit 7, count")
+        d.go(get("h/015", range_end="h/035", revision=rev, limit=5, keys_only=True),
+             f"{at}: a page of a bounded range, keys only")
+        d.go(get("h/025", from_key=True, revision=rev, limit=4), f"{at}: from a key")
+        d.go(get("h/", prefix=True, revision=rev, count_only=True), f"{at}: count only")
+        d.go(txn([], [get("h/", prefix=True, revision=rev, limit=3)]),
+             f"{at}: a range in a txn")
+
+
+history_reads("C30h")
+d.go_seq([txn([], [put(f"z/{b:03d}/{i:03d}", "w") for i in range(100)])
+          for b in range(101)], "C30h 10,100 writes outside the range, in txns of 100")
+history_reads("C30h after 10,100 writes")
+
 # ---------------------------------------------------------------- C29
 # needs Compact; fresh servers so that a missing Compact fails only here
 d.reset("C29")

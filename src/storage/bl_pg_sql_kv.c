@@ -7,6 +7,11 @@
 #include <bl_pg.h>
 
 
+/* beyond this many log rows after a revision, a range at it walks the
+ * log key by key instead of correcting the current rows */
+#define BL_PG_DELTA_MAX  "10000"
+
+
 /*
  * Writing, shared by put, delete and txn (the caller holds the revision
  * lock and has checked everything):
@@ -40,7 +45,7 @@
  *       or an empty range compares as the zero key-value, except that a
  *       VALUE compare is then false
  *   ballast_range_count(lo, hi, at), ballast_range_rows(lo, hi, at, limit,
- *       keys_only): a range now (at <= 0) or at a revision, from the log
+ *       keys_only): a range now (at <= 0) or at a revision (below)
  */
 const char  bl_pg_sql_kv[] =
     "CREATE FUNCTION ballast_write_put(p_rev bigint, p_sub integer,\n"
@@ -246,62 +251,107 @@ const char  bl_pg_sql_kv[] =
     "END\n"
     "$f$;\n"
     /*
-     * ballast_at(lo, hi, at): the live version at revision `at` of each
-     * key in [lo, hi) (hi NULL: no end), in key order.  A loose index
-     * scan: it jumps from key to key and probes each key's newest row at
-     * or below `at`, so it costs O(keys in the range), never O(history);
-     * DISTINCT ON over the log would read every version of every key.
+     * A range at revision `at` reads the current rows (ballast_kv) when
+     * they are the rows at `at`, or corrects them by the few keys that
+     * changed since; only far in the past does it walk the log key by
+     * key.  Kubernetes lists page by page at the first page's revision,
+     * usually the current one or a few revisions behind it.
+     *
+     * ballast_changed_since(at) -> log rows after `at`, counted up to
+     *     BL_PG_DELTA_MAX + 1 (so the count costs at most that much)
+     * ballast_at_keys(lo, hi, at) -> the live keys at `at` (kind only: no
+     *     value is read) and ballast_at_rows(lo, hi, at, limit, keys_only)
+     *     the live rows: a loose index scan that jumps from key to key and
+     *     probes each key's newest log row at or below `at`, O(keys), never
+     *     O(history).  Its recursion is evaluated lazily, so the LIMIT
+     *     stops it after a page, and its rows come in key order: the
+     *     recursive scan yields keys in order and the nested loop keeps it.
+     * hi NULL: no upper bound.
      */
-    "CREATE FUNCTION ballast_at(p_lo bytea, p_hi bytea, p_at bigint)\n"
-    "RETURNS SETOF ballast_log\n"
-    "LANGUAGE plpgsql STABLE AS $f$\n"
-    "BEGIN\n"
-    "    IF p_hi IS NULL THEN\n"
-    "        RETURN QUERY WITH RECURSIVE ks(key) AS (\n"
-    "            SELECT (SELECT l.key FROM ballast_log l\n"
-    "                    WHERE l.key >= p_lo ORDER BY l.key LIMIT 1)\n"
-    "            UNION ALL\n"
-    "            SELECT (SELECT l.key FROM ballast_log l\n"
-    "                    WHERE l.key > ks.key ORDER BY l.key LIMIT 1)\n"
-    "            FROM ks WHERE ks.key IS NOT NULL)\n"
-    "        SELECT x.* FROM ks CROSS JOIN LATERAL\n"
-    "            (SELECT * FROM ballast_log l\n"
-    "             WHERE l.key = ks.key AND l.rev <= p_at\n"
-    "             ORDER BY l.rev DESC, l.sub DESC LIMIT 1) x\n"
-    "        WHERE x.kind = 0;\n"
-    "    ELSE\n"
-    "        RETURN QUERY WITH RECURSIVE ks(key) AS (\n"
-    "            SELECT (SELECT l.key FROM ballast_log l\n"
-    "                    WHERE l.key >= p_lo AND l.key < p_hi\n"
-    "                    ORDER BY l.key LIMIT 1)\n"
-    "            UNION ALL\n"
-    "            SELECT (SELECT l.key FROM ballast_log l\n"
-    "                    WHERE l.key > ks.key AND l.key < p_hi\n"
-    "                    ORDER BY l.key LIMIT 1)\n"
-    "            FROM ks WHERE ks.key IS NOT NULL)\n"
-    "        SELECT x.* FROM ks CROSS JOIN LATERAL\n"
-    "            (SELECT * FROM ballast_log l\n"
-    "             WHERE l.key = ks.key AND l.rev <= p_at\n"
-    "             ORDER BY l.rev DESC, l.sub DESC LIMIT 1) x\n"
-    "        WHERE x.kind = 0;\n"
-    "    END IF;\n"
-    "END\n"
+    "CREATE FUNCTION ballast_changed_since(p_at bigint)\n"
+    "RETURNS bigint\n"
+    "LANGUAGE sql STABLE AS $f$\n"
+    "    SELECT count(*) FROM (SELECT 1 FROM ballast_log\n"
+    "        WHERE rev > p_at ORDER BY rev, sub\n"
+    "        LIMIT " BL_PG_DELTA_MAX " + 1) c\n"
+    "$f$;\n"
+    "CREATE FUNCTION ballast_at_keys(p_lo bytea, p_hi bytea, p_at bigint)\n"
+    "RETURNS bigint\n"
+    "LANGUAGE sql STABLE AS $f$\n"
+    "    WITH RECURSIVE ks(key) AS (\n"
+    "        SELECT (SELECT l.key FROM ballast_log l\n"
+    "                WHERE l.key >= p_lo ORDER BY l.key LIMIT 1)\n"
+    "        UNION ALL\n"
+    "        SELECT (SELECT l.key FROM ballast_log l\n"
+    "                WHERE l.key > ks.key ORDER BY l.key LIMIT 1)\n"
+    "        FROM ks\n"
+    "        WHERE ks.key < p_hi OR (p_hi IS NULL AND ks.key IS NOT NULL))\n"
+    "    SELECT count(*) FROM ks CROSS JOIN LATERAL\n"
+    "        (SELECT l.kind FROM ballast_log l\n"
+    "         WHERE l.key = ks.key AND l.rev <= p_at\n"
+    "         ORDER BY l.rev DESC, l.sub DESC LIMIT 1) x\n"
+    "    WHERE x.kind = 0 AND (ks.key < p_hi OR p_hi IS NULL)\n"
+    "$f$;\n"
+    "CREATE FUNCTION ballast_at_rows(p_lo bytea, p_hi bytea, p_at bigint,\n"
+    "    p_limit bigint, p_keys_only boolean)\n"
+    "RETURNS SETOF ballast_kv\n"
+    "LANGUAGE sql STABLE AS $f$\n"
+    "    WITH RECURSIVE ks(key) AS (\n"
+    "        SELECT (SELECT l.key FROM ballast_log l\n"
+    "                WHERE l.key >= p_lo ORDER BY l.key LIMIT 1)\n"
+    "        UNION ALL\n"
+    "        SELECT (SELECT l.key FROM ballast_log l\n"
+    "                WHERE l.key > ks.key ORDER BY l.key LIMIT 1)\n"
+    "        FROM ks\n"
+    "        WHERE ks.key < p_hi OR (p_hi IS NULL AND ks.key IS NOT NULL))\n"
+    "    SELECT x.key, x.create_rev, x.rev, x.version, x.lease,\n"
+    "        CASE WHEN p_keys_only THEN NULL ELSE x.value END\n"
+    "    FROM ks CROSS JOIN LATERAL\n"
+    "        (SELECT * FROM ballast_log l\n"
+    "         WHERE l.key = ks.key AND l.rev <= p_at\n"
+    "         ORDER BY l.rev DESC, l.sub DESC LIMIT 1) x\n"
+    "    WHERE x.kind = 0 AND (ks.key < p_hi OR p_hi IS NULL)\n"
+    "    LIMIT p_limit\n"
     "$f$;\n"
     "CREATE FUNCTION ballast_range_count(p_lo bytea, p_hi bytea, p_at bigint)\n"
     "RETURNS bigint\n"
     "LANGUAGE plpgsql STABLE AS $f$\n"
     "DECLARE\n"
     "    v_n  bigint;\n"
+    "    v_d  bigint;\n"
+    "    v_c  bigint := 0;\n"
     "BEGIN\n"
-    "    IF p_at <= 0 AND p_hi IS NULL THEN\n"
+    "    IF p_at > 0 THEN\n"
+    "        v_c := ballast_changed_since(p_at);\n"
+    "        IF v_c > " BL_PG_DELTA_MAX " THEN\n"
+    "            RETURN ballast_at_keys(p_lo, p_hi, p_at);\n"
+    "        END IF;\n"
+    "    END IF;\n"
+    "    IF p_hi IS NULL THEN\n"
     "        SELECT count(*) INTO v_n FROM ballast_kv WHERE key >= p_lo;\n"
-    "    ELSIF p_at <= 0 THEN\n"
+    "    ELSE\n"
     "        SELECT count(*) INTO v_n FROM ballast_kv\n"
     "            WHERE key >= p_lo AND key < p_hi;\n"
-    "    ELSE\n"
-    "        SELECT count(*) INTO v_n FROM ballast_at(p_lo, p_hi, p_at);\n"
     "    END IF;\n"
-    "    RETURN v_n;\n"
+    "    IF v_c = 0 THEN\n"
+    "        RETURN v_n;\n"
+    "    END IF;\n"
+    /*
+     * each key changed since `at`: it was live at `at` if its first row
+     * after `at` replaced a live version (prev_rev > 0), and it is live
+     * now if its last row is a put; so the rows after `at` alone tell,
+     * with no lookup per key (compaction never removes a row above the
+     * compact revision, and `at` is at or above it)
+     */
+    "    SELECT coalesce(sum(d), 0) INTO v_d FROM\n"
+    "        (SELECT ((min(ARRAY[l.rev, l.sub, l.prev_rev]))[3] > 0)::integer\n"
+    "                - ((max(ARRAY[l.rev, l.sub, l.kind]))[3] = 0)::integer\n"
+    "                AS d\n"
+    "         FROM ballast_log l\n"
+    "         WHERE l.rev > p_at AND l.key >= p_lo\n"
+    "           AND (p_hi IS NULL OR l.key < p_hi)\n"
+    "         GROUP BY l.key) c;\n"
+    "    RETURN v_n + v_d;\n"
     "END\n"
     "$f$;\n"
     "CREATE FUNCTION ballast_range_rows(p_lo bytea, p_hi bytea, p_at bigint,\n"
@@ -309,21 +359,24 @@ const char  bl_pg_sql_kv[] =
     "RETURNS SETOF ballast_kv\n"
     "LANGUAGE plpgsql STABLE AS $f$\n"
     "BEGIN\n"
-    "    IF p_at <= 0 AND p_hi IS NULL THEN\n"
+    /* a key of the range changed since `at`: the log has the rows */
+    "    IF p_at > 0 AND (ballast_changed_since(p_at) > " BL_PG_DELTA_MAX "\n"
+    "        OR EXISTS (SELECT FROM ballast_log l\n"
+    "                   WHERE l.rev > p_at AND l.key >= p_lo\n"
+    "                     AND (p_hi IS NULL OR l.key < p_hi)))\n"
+    "    THEN\n"
+    "        RETURN QUERY SELECT * FROM ballast_at_rows(p_lo, p_hi, p_at,\n"
+    "                                                   p_limit, p_keys_only);\n"
+    "    ELSIF p_hi IS NULL THEN\n"
     "        RETURN QUERY SELECT x.key, x.create_rev, x.mod_rev, x.version,\n"
     "            x.lease, CASE WHEN p_keys_only THEN NULL ELSE x.value END\n"
     "            FROM ballast_kv x WHERE x.key >= p_lo\n"
     "            ORDER BY x.key LIMIT p_limit;\n"
-    "    ELSIF p_at <= 0 THEN\n"
+    "    ELSE\n"
     "        RETURN QUERY SELECT x.key, x.create_rev, x.mod_rev, x.version,\n"
     "            x.lease, CASE WHEN p_keys_only THEN NULL ELSE x.value END\n"
     "            FROM ballast_kv x WHERE x.key >= p_lo AND x.key < p_hi\n"
     "            ORDER BY x.key LIMIT p_limit;\n"
-    "    ELSE\n"
-    "        RETURN QUERY SELECT h.key, h.create_rev, h.rev, h.version,\n"
-    "            h.lease, CASE WHEN p_keys_only THEN NULL ELSE h.value END\n"
-    "            FROM ballast_at(p_lo, p_hi, p_at) h\n"
-    "            ORDER BY h.key LIMIT p_limit;\n"
     "    END IF;\n"
     "END\n"
     "$f$;\n";
