@@ -471,21 +471,32 @@ bl_pg_schema_free(void)
     "  ON $5 <= m.revision AND $5 >= m.compact_revision"                      \
     " WHERE m.id = 1"
 
-/* OFFSET 0 keeps the count in its subquery: pulled up into the select
- * list, it ran once per row returned */
-#define BL_PG_RANGE_AT_SQL(hi)                                                \
+/*
+ * The current rows when they are the rows at $5 (a page of a list at
+ * the first page's revision, nothing written since), else the log's:
+ * inline, so that the rows stream out with no copy through a function's
+ * result store.  OFFSET 0 keeps the count in its subquery: pulled up
+ * into the select list, it ran once per row returned.
+ */
+#define BL_PG_RANGE_AT_SQL(hi, cond)                                          \
     "SELECT m.revision, m.compact_revision, m.n,"                             \
     "  k.key, k.create_rev, k.mod_rev, k.version, k.lease, k.value"           \
     " FROM"                                                                   \
-    "  (SELECT revision, compact_revision, ok,"                               \
+    "  (SELECT revision, compact_revision, ok, ok AND fresh AS cur,"          \
+    "     ok AND NOT fresh AS log,"                                           \
     "     CASE WHEN ok THEN ballast_range_count($1, " hi ", $5)"              \
     "     ELSE 0 END AS n"                                                    \
     "   FROM (SELECT revision, compact_revision,"                             \
-    "           $5 <= revision AND $5 >= compact_revision AS ok"              \
+    "           $5 <= revision AND $5 >= compact_revision AS ok,"             \
+    "           ballast_range_fresh($1, " hi ", $5) AS fresh"                 \
     "         FROM ballast_meta WHERE id = 1) x OFFSET 0) m"                   \
     " LEFT JOIN LATERAL"                                                      \
-    "  (SELECT * FROM ballast_range_rows($1, " hi ", $5, $3, $4)"             \
-    "   WHERE m.ok) k ON true"
+    "  ((SELECT key, create_rev, mod_rev, version, lease,"                    \
+    "      CASE WHEN $4 THEN NULL ELSE value END AS value"                    \
+    "    FROM ballast_kv WHERE m.cur AND " cond " ORDER BY key LIMIT $3)"     \
+    "   UNION ALL"                                                            \
+    "   (SELECT * FROM ballast_at_rows($1, " hi ", $5, $3, $4)"               \
+    "    WHERE m.log)) k ON true"
 
 #define BL_PG_FROM     "key >= $1"
 #define BL_PG_BETWEEN  "key >= $1 AND key < $2"
@@ -689,9 +700,9 @@ const bl_pg_stmt_t  bl_pg_stmts[] = {
       bl_pg_range_types },
     { BL_PG_STMT_RANGE_ONE_AT, BL_PG_RANGE_ONE_AT_SQL, 5,
       bl_pg_range_types },
-    { BL_PG_STMT_RANGE_FROM_AT, BL_PG_RANGE_AT_SQL("NULL::bytea"), 5,
+    { BL_PG_STMT_RANGE_FROM_AT, BL_PG_RANGE_AT_SQL("NULL::bytea", BL_PG_FROM), 5,
       bl_pg_range_types },
-    { BL_PG_STMT_RANGE_BETWEEN_AT, BL_PG_RANGE_AT_SQL("$2"), 5,
+    { BL_PG_STMT_RANGE_BETWEEN_AT, BL_PG_RANGE_AT_SQL("$2", BL_PG_BETWEEN), 5,
       bl_pg_range_types },
     { BL_PG_STMT_PUT, BL_PG_PUT_SQL, 4, bl_pg_put_types },
     { BL_PG_STMT_DELETE, BL_PG_DELETE_SQL, 4, bl_pg_delete_types },

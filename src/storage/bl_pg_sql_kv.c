@@ -259,6 +259,8 @@ const char  bl_pg_sql_kv[] =
      *
      * ballast_changed_since(at) -> log rows after `at`, counted up to
      *     BL_PG_DELTA_MAX + 1 (so the count costs at most that much)
+     * ballast_range_fresh(lo, hi, at) -> whether the current rows of the
+     *     range are its rows at `at`
      * ballast_at_keys(lo, hi, at) -> the live keys at `at` (kind only: no
      *     value is read) and ballast_at_rows(lo, hi, at, limit, keys_only)
      *     the live rows: a loose index scan that jumps from key to key and
@@ -354,17 +356,22 @@ const char  bl_pg_sql_kv[] =
     "    RETURN v_n + v_d;\n"
     "END\n"
     "$f$;\n"
+    "CREATE FUNCTION ballast_range_fresh(p_lo bytea, p_hi bytea,\n"
+    "    p_at bigint)\n"
+    "RETURNS boolean\n"
+    "LANGUAGE sql STABLE AS $f$\n"
+    "    SELECT p_at <= 0\n"
+    "        OR (ballast_changed_since(p_at) <= " BL_PG_DELTA_MAX "\n"
+    "            AND NOT EXISTS (SELECT FROM ballast_log l\n"
+    "                            WHERE l.rev > p_at AND l.key >= p_lo\n"
+    "                              AND (p_hi IS NULL OR l.key < p_hi)))\n"
+    "$f$;\n"
     "CREATE FUNCTION ballast_range_rows(p_lo bytea, p_hi bytea, p_at bigint,\n"
     "    p_limit bigint, p_keys_only boolean)\n"
     "RETURNS SETOF ballast_kv\n"
     "LANGUAGE plpgsql STABLE AS $f$\n"
     "BEGIN\n"
-    /* a key of the range changed since `at`: the log has the rows */
-    "    IF p_at > 0 AND (ballast_changed_since(p_at) > " BL_PG_DELTA_MAX "\n"
-    "        OR EXISTS (SELECT FROM ballast_log l\n"
-    "                   WHERE l.rev > p_at AND l.key >= p_lo\n"
-    "                     AND (p_hi IS NULL OR l.key < p_hi)))\n"
-    "    THEN\n"
+    "    IF NOT ballast_range_fresh(p_lo, p_hi, p_at) THEN\n"
     "        RETURN QUERY SELECT * FROM ballast_at_rows(p_lo, p_hi, p_at,\n"
     "                                                   p_limit, p_keys_only);\n"
     "    ELSIF p_hi IS NULL THEN\n"
