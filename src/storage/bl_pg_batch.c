@@ -525,20 +525,29 @@ bl_pg_pick(unsigned write)
 }
 
 
-/* the other ops of op's kind waiting in q join it, right after it */
+/*
+ * The other ops of op's kind waiting in q join it, right after it.  A
+ * group of writes is one group commit's worth (BL_PG_BATCH_OPS, and
+ * BL_PG_BATCH_BYTES, which a write may carry a megabyte of).
+ */
 static void
 bl_pg_merge(bl_pg_queue_t *q, bl_pg_batch_t *b, bl_storage_op_t *op)
 {
-    bl_uint_t         n;
+    bl_uint_t         n, max;
     bl_storage_op_t  *o, *next;
 
     n = 1;
+    max = op->type->write ? BL_PG_BATCH_OPS : BL_PG_MERGE_OPS;
 
-    for (o = q->head; o != NULL && n < BL_PG_MERGE_OPS; o = next) {
+    for (o = q->head; o != NULL && n < max; o = next) {
         next = o->next;
 
         if (o->type != op->type) {
             continue;
+        }
+
+        if (op->type->write && b->size + o->size > BL_PG_BATCH_BYTES) {
+            break;
         }
 
         bl_pg_queue_remove(q, o);

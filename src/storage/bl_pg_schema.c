@@ -501,11 +501,13 @@ bl_pg_schema_free(void)
 #define BL_PG_FROM     "key >= $1"
 #define BL_PG_BETWEEN  "key >= $1 AND key < $2"
 
-/* put: columns 0 err, 1 rev, 2..6 prev create_rev, mod_rev, version,
- * lease, value (NULL unless prev_kv was asked and the key existed) */
+/* put, a group of them (bl_storage.c): $1 keys, $2 values, $3 leases,
+ * $4 flags; one row per put: columns 0 n (the put's place in the group,
+ * from 1), 1 err, 2 rev, 3..7 prev create_rev, mod_rev, version, lease,
+ * value (NULL unless prev_kv was asked and the key existed) */
 #define BL_PG_PUT_SQL                                                         \
-    "SELECT err, rev, prev_create_rev, prev_mod_rev, prev_version,"           \
-    "  prev_lease, prev_value FROM ballast_put($1, $2, $3, $4)"
+    "SELECT n, err, rev, prev_create_rev, prev_mod_rev, prev_version,"        \
+    "  prev_lease, prev_value FROM ballast_put_many($1, $2, $3, $4)"
 
 
 /* delete: $1 form, $2 key, $3 range_end, $4 prev_kv; ballast_delete's
@@ -655,7 +657,8 @@ static const Oid  bl_pg_range_types[] = {
 };
 
 static const Oid  bl_pg_put_types[] = {
-    BL_PG_BYTEAOID, BL_PG_BYTEAOID, BL_PG_INT8OID, BL_PG_INT4OID
+    BL_PG_BYTEAARRAYOID, BL_PG_BYTEAARRAYOID, BL_PG_INT8ARRAYOID,
+    BL_PG_INT4ARRAYOID
 };
 
 static const Oid  bl_pg_delete_types[] = {

@@ -12,6 +12,7 @@
 #define BL_PG_DELTA_MAX  "10000"
 
 
+
 /*
  * Writing, shared by put, delete and txn (the caller holds the revision
  * lock and has checked everything):
@@ -29,6 +30,10 @@
  *       the current revision.  The lease first, then ignore_*: etcd's
  *       order for a Put (applierV3backend.Put); a Txn checks the other
  *       way round (checkRequestPut), see ballast_txn
+ *   ballast_put_many(keys, values, leases, flags) -> n, then ballast_put's
+ *       columns: the puts of one group commit in one statement, the n-th
+ *       row answering the n-th put, each as if ballast_put had run alone
+ *       in that order
  *   ballast_delete(form, key, end, prev) -> rows: the deleted key-values
  *       in key order when prev (r_rev NULL), then one row: r_rev (the new
  *       revision, or the current one when nothing was deleted), r_deleted
@@ -138,6 +143,91 @@ const char  bl_pg_sql_kv[] =
     "        prev_version := o.version;\n"
     "        prev_lease := o.lease;\n"
     "        prev_value := o.value;\n"
+    "    END IF;\n"
+    "END\n"
+    "$f$;\n"
+    /*
+     * A group of puts costs one statement and, run by run, set-based
+     * work: one join reads the keys' current rows, one statement each
+     * updates and inserts them and appends to the log, and the revision
+     * is written once.  A run ends before a key repeats, so that the
+     * second put of a key sees the first.  The lock on ballast_meta comes
+     * first, as in every writer.
+     */
+    "CREATE FUNCTION ballast_put_many(p_keys bytea[], p_values bytea[],\n"
+    "    p_leases bigint[], p_flags integer[])\n"
+    "RETURNS TABLE (n integer, err integer, rev bigint,\n"
+    "    prev_create_rev bigint, prev_mod_rev bigint, prev_version bigint,\n"
+    "    prev_lease bigint, prev_value bytea)\n"
+    "LANGUAGE plpgsql AS $f$\n"
+    "DECLARE\n"
+    "    v_begin  bigint;\n"
+    "    v_rev    bigint;\n"
+    "    v_lo     integer := 1;\n"
+    "    v_hi     integer;\n"
+    "    v_n      integer := cardinality(p_keys);\n"
+    "BEGIN\n"
+    "    SELECT revision INTO v_begin FROM ballast_meta WHERE id = 1\n"
+    "        FOR UPDATE;\n"
+    "    v_rev := v_begin;\n"
+    "    WHILE v_lo <= v_n LOOP\n"
+    "        v_hi := v_lo + 1;\n"
+    "        WHILE v_hi <= v_n\n"
+    "              AND NOT p_keys[v_hi] = ANY (p_keys[v_lo:v_hi - 1]) LOOP\n"
+    "            v_hi := v_hi + 1;\n"
+    "        END LOOP;\n"
+    "        RETURN QUERY\n"
+    "        WITH o AS (\n"
+    "            SELECT i AS n, p_keys[i] AS key, p_values[i] AS value,\n"
+    "                p_leases[i] AS lease, p_flags[i] AS flags, k.key AS o_key,\n"
+    "                k.create_rev AS o_create_rev, k.mod_rev AS o_mod_rev,\n"
+    "                k.version AS o_version, k.lease AS o_lease,\n"
+    "                k.value AS o_value,\n"
+    "                CASE WHEN p_leases[i] <> 0 AND NOT EXISTS\n"
+    "                         (SELECT FROM ballast_lease l\n"
+    "                          WHERE l.id = p_leases[i]) THEN 2\n"
+    "                     WHEN k.key IS NULL AND p_flags[i] & 6 <> 0 THEN 1\n"
+    "                     ELSE 0 END AS err\n"
+    "            FROM generate_series(v_lo, v_hi - 1) i\n"
+    "            LEFT JOIN ballast_kv k ON k.key = p_keys[i]),\n"
+    "        r AS (\n"
+    "            SELECT o.*,\n"
+    "                v_rev + count(*) FILTER (WHERE o.err = 0)\n"
+    "                    OVER (ORDER BY o.n) AS rev,\n"
+    "                CASE WHEN o.flags & 2 <> 0 THEN o.o_value\n"
+    "                     ELSE o.value END AS w_value,\n"
+    "                CASE WHEN o.flags & 4 <> 0 THEN o.o_lease\n"
+    "                     ELSE o.lease END AS w_lease\n"
+    "            FROM o),\n"
+    "        upd AS (\n"
+    "            UPDATE ballast_kv k SET mod_rev = r.rev,\n"
+    "                version = r.o_version + 1, lease = r.w_lease,\n"
+    "                value = r.w_value\n"
+    "            FROM r WHERE r.err = 0 AND r.o_key IS NOT NULL\n"
+    "                AND k.key = r.key),\n"
+    "        ins AS (\n"
+    "            INSERT INTO ballast_kv\n"
+    "            SELECT r.key, r.rev, r.rev, 1, r.w_lease, r.w_value\n"
+    "            FROM r WHERE r.err = 0 AND r.o_key IS NULL),\n"
+    "        app AS (\n"
+    "            INSERT INTO ballast_log\n"
+    "            SELECT r.rev, 0, r.key, 0, coalesce(r.o_create_rev, r.rev),\n"
+    "                coalesce(r.o_version, 0) + 1, r.w_lease, r.w_value,\n"
+    "                coalesce(r.o_mod_rev, 0)\n"
+    "            FROM r WHERE r.err = 0)\n"
+    "        SELECT r.n, r.err, r.rev,\n"
+    "            CASE WHEN r.err = 0 AND r.flags & 1 <> 0 THEN r.o_create_rev END,\n"
+    "            CASE WHEN r.err = 0 AND r.flags & 1 <> 0 THEN r.o_mod_rev END,\n"
+    "            CASE WHEN r.err = 0 AND r.flags & 1 <> 0 THEN r.o_version END,\n"
+    "            CASE WHEN r.err = 0 AND r.flags & 1 <> 0 THEN r.o_lease END,\n"
+    "            CASE WHEN r.err = 0 AND r.flags & 1 <> 0 THEN r.o_value END\n"
+    "        FROM r ORDER BY r.n;\n"
+    "        SELECT coalesce(max(g.rev), v_rev) INTO v_rev FROM ballast_log g\n"
+    "            WHERE g.rev > v_rev;\n"
+    "        v_lo := v_hi;\n"
+    "    END LOOP;\n"
+    "    IF v_rev > v_begin THEN\n"
+    "        UPDATE ballast_meta SET revision = v_rev WHERE id = 1;\n"
     "    END IF;\n"
     "END\n"
     "$f$;\n"

@@ -11,6 +11,7 @@ static bl_int_t bl_storage_range_send(PGconn *pc, bl_storage_op_t *op);
 static void bl_storage_range_result(bl_storage_op_t *op, PGresult *res);
 static bl_int_t bl_storage_put_send(PGconn *pc, bl_storage_op_t *op);
 static void bl_storage_put_result(bl_storage_op_t *op, PGresult *res);
+static void bl_storage_put_row(bl_storage_op_t *op, PGresult *res, int row);
 static bl_int_t bl_storage_delete_send(PGconn *pc, bl_storage_op_t *op);
 static void bl_storage_delete_result(bl_storage_op_t *op, PGresult *res);
 
@@ -20,7 +21,7 @@ static const bl_pg_op_type_t  bl_storage_range_type = {
 };
 
 static const bl_pg_op_type_t  bl_storage_put_type = {
-    "put", 1, 0, 0, bl_storage_put_send, bl_storage_put_result, NULL
+    "put", 1, 0, 1, bl_storage_put_send, bl_storage_put_result, NULL
 };
 
 static const bl_pg_op_type_t  bl_storage_delete_type = {
@@ -277,57 +278,131 @@ bl_storage_put(bl_pool_t *pool, const bl_put_req_t *req,
 }
 
 
+/*
+ * Puts are merged (bl_pg.h): the group waiting when a batch is made goes
+ * to PostgreSQL as one statement of four arrays (ballast_put_many), and
+ * its rows answer the puts in the group's order.
+ */
+
+#define bl_storage_put_group(o, first)                                        \
+    ((o) != NULL && ((o) == (first) || (o)->merged))
+
+
 static bl_int_t
 bl_storage_put_send(PGconn *pc, bl_storage_op_t *op)
 {
-    int                  lengths[4], formats[4];
-    u_char               lease[8], flags[4];
+    int                  dims[1], lengths[4], formats[4], rc, i;
+    u_char              *buf, *p[4];
+    size_t               n, keys, vals, size[4];
     int32_t              f;
     const char          *values[4];
+    bl_storage_op_t     *o;
     const bl_put_req_t  *r;
 
-    r = &op->req.put;
+    n = 0;
+    keys = 0;
+    vals = 0;
 
-    f = (r->prev_kv ? 1 : 0) | (r->ignore_value ? 2 : 0)
-        | (r->ignore_lease ? 4 : 0);
+    for (o = op; bl_storage_put_group(o, op); o = o->next) {
+        n++;
+        keys += o->req.put.key.len;
+        vals += o->req.put.value.len;
+    }
 
-    values[0] = bl_storage_bytes(&r->key);
-    lengths[0] = (int) r->key.len;
-    values[1] = bl_storage_bytes(&r->value);
-    lengths[1] = (int) r->value.len;
+    size[0] = bl_pg_array_size(1, n, keys);
+    size[1] = bl_pg_array_size(1, n, vals);
+    size[2] = bl_pg_array_size(1, n, n * 8);
+    size[3] = bl_pg_array_size(1, n, n * 4);
 
-    bl_pg_put_int64(lease, r->lease);
-    values[2] = (const char *) lease;
-    lengths[2] = 8;
-
-    bl_pg_put_int32(flags, f);
-    values[3] = (const char *) flags;
-    lengths[3] = 4;
-
-    formats[0] = formats[1] = formats[2] = formats[3] = 1;
-
-    if (PQsendQueryPrepared(pc, BL_PG_STMT_PUT, 4, values, lengths, formats,
-                            1)
-        != 1)
-    {
+    buf = bl_alloc(size[0] + size[1] + size[2] + size[3]);
+    if (buf == NULL) {
         return BL_ERROR;
     }
 
-    return BL_OK;
+    dims[0] = (int) n;
+    p[0] = bl_pg_array_start(buf, BL_PG_BYTEAOID, 1, dims, 0);
+    p[1] = bl_pg_array_start(buf + size[0], BL_PG_BYTEAOID, 1, dims, 0);
+    p[2] = bl_pg_array_start(buf + size[0] + size[1], BL_PG_INT8OID, 1,
+                             dims, 0);
+    p[3] = bl_pg_array_start(buf + size[0] + size[1] + size[2],
+                             BL_PG_INT4OID, 1, dims, 0);
+
+    /* cancelled ones too: they were sent, so they are written */
+
+    for (o = op; bl_storage_put_group(o, op); o = o->next) {
+        r = &o->req.put;
+
+        f = (r->prev_kv ? 1 : 0) | (r->ignore_value ? 2 : 0)
+            | (r->ignore_lease ? 4 : 0);
+
+        p[0] = bl_pg_array_bytes(p[0], r->key.data, r->key.len);
+        p[1] = bl_pg_array_bytes(p[1], r->value.data, r->value.len);
+        p[2] = bl_pg_array_int64(p[2], r->lease);
+        p[3] = bl_pg_array_int32(p[3], f);
+    }
+
+    values[0] = (const char *) buf;
+
+    for (i = 0; i < 4; i++) {
+        if (i > 0) {
+            values[i] = values[i - 1] + size[i - 1];
+        }
+
+        lengths[i] = (int) size[i];
+        formats[i] = 1;
+    }
+
+    /* libpq copies the parameters into its output buffer */
+    rc = PQsendQueryPrepared(pc, BL_PG_STMT_PUT, 4, values, lengths, formats,
+                             1);
+    free(buf);
+
+    return rc == 1 ? BL_OK : BL_ERROR;
+}
+
+
+/* the group's rows, in its order: row i answers its i-th put */
+static void
+bl_storage_put_result(bl_storage_op_t *op, PGresult *res)
+{
+    int               row, nrows;
+    int32_t           n;
+    bl_storage_op_t  *o;
+
+    nrows = PQntuples(res);
+    row = 0;
+
+    for (o = op; bl_storage_put_group(o, op); o = o->next, row++) {
+        if (row >= nrows || PQnfields(res) != 8
+            || bl_pg_int32(res, row, 0, &n) != BL_OK || n != row + 1)
+        {
+            bl_log_error(BL_LOG_ERR, 0, "postgres: unexpected answer to "
+                         "put");
+
+            for ( /* void */ ; bl_storage_put_group(o, op); o = o->next) {
+                o->status = BL_ST_INTERNAL;
+            }
+
+            return;
+        }
+
+        if (!o->cancelled && !o->done) {
+            bl_storage_put_row(o, res, row);
+        }
+    }
 }
 
 
 static void
-bl_storage_put_result(bl_storage_op_t *op, PGresult *res)
+bl_storage_put_row(bl_storage_op_t *op, PGresult *res, int row)
 {
     int32_t        err;
     int64_t        rev;
     bl_kv_t       *kv;
     bl_put_res_t  *pr;
 
-    if (PQntuples(res) != 1 || PQnfields(res) != 7
-        || bl_pg_int32(res, 0, 0, &err) != BL_OK
-        || bl_pg_int64(res, 0, 1, &rev) != BL_OK)
+    if (bl_pg_int32(res, row, 1, &err) != BL_OK
+        || bl_pg_int64(res, row, 2, &rev) != BL_OK)
     {
         goto invalid;
     }
@@ -358,21 +433,21 @@ bl_storage_put_result(bl_storage_op_t *op, PGresult *res)
 
     pr->header_revision = rev;
 
-    if (op->req.put.prev_kv && !PQgetisnull(res, 0, 3)) {
+    if (op->req.put.prev_kv && !PQgetisnull(res, row, 4)) {
         kv = bl_pcalloc(op->pool, sizeof(bl_kv_t));
         if (kv == NULL) {
             goto nomem;
         }
 
-        if (bl_pg_int64(res, 0, 2, &kv->create_revision) != BL_OK
-            || bl_pg_int64(res, 0, 3, &kv->mod_revision) != BL_OK
-            || bl_pg_int64(res, 0, 4, &kv->version) != BL_OK
-            || bl_pg_int64(res, 0, 5, &kv->lease) != BL_OK)
+        if (bl_pg_int64(res, row, 3, &kv->create_revision) != BL_OK
+            || bl_pg_int64(res, row, 4, &kv->mod_revision) != BL_OK
+            || bl_pg_int64(res, row, 5, &kv->version) != BL_OK
+            || bl_pg_int64(res, row, 6, &kv->lease) != BL_OK)
         {
             goto invalid;
         }
 
-        if (bl_pg_bytes(op->pool, res, 0, 6, &kv->value) != BL_OK
+        if (bl_pg_bytes(op->pool, res, row, 7, &kv->value) != BL_OK
             || bl_str_dup(op->pool, &kv->key, op->req.put.key.data,
                           op->req.put.key.len)
                != BL_OK)
