@@ -249,13 +249,21 @@ d.go_seq([put("h/005", "b"), delete("h/010"), delete("h/020"), put("h/020", "c")
           put("h/040", "new"), delete("h/", range_end="h/003"),
           txn([], [put("h/030", "t"), delete("h/031"), put("h/041", "t")])],
          "C30h changes inside the range: rewrite, delete, recreate, create, txn")
+# etcd's duplicate-key check lets a from-key delete through: a key
+# deleted and put again at one revision (two log rows, one revision)
+d.go(put("h/~", "1"), "C30h put h/~, the last key")
+r = d.go(txn([], [delete("h/~", from_key=True), put("h/~", "again")]),
+         "C30h a txn deletes h/~ (from-key) and puts it again")
+t.ok(ok(r) and ok(r)["succeeded"], "C30h ... which etcd accepts")
+rx = hrev(r)
+d.go(put("h/~", "third", prev_kv=True), "C30h h/~ changed once more (prev_kv: the put)")
 r1 = hrev(d.go(get("h/", prefix=True, count_only=True), "C30h revision after the changes"))
 d.go_seq([put(f"o/{i}", "x") for i in range(5)], "C30h changes outside the range")
 r2 = hrev(d.go(get("h/", prefix=True, count_only=True), "C30h revision now"))
 
 
 def history_reads(tag):
-    for rev in (r0, r0 + 3, r1, r2, 0):
+    for rev in (r0, r0 + 3, rx, r1, r2, 0):
         at = f"{tag} at {rev or 'now'}"
         d.go(get("h/", prefix=True, revision=rev), f"{at}: the whole prefix")
         d.go(get("h/", prefix=True, revision=rev, limit=7), f"{at}: limit 7, count")

@@ -259,6 +259,10 @@ typedef struct {
 extern const bl_pg_stmt_t  bl_pg_stmts[];
 extern const size_t        bl_pg_nstmts;
 
+/* beyond this many log rows after a revision, a range at it walks the
+ * log key by key instead of correcting the current rows (SQL text) */
+#define BL_PG_DELTA_MAX  "10000"
+
 /* server-side functions of migration 1: bl_pg_sql_kv.c (put, delete,
  * compares, ranges, compaction) and bl_pg_sql_txn.c (ballast_txn is
  * head + body + "$f$;", ballast_txn_ro ro_head + body + "$f$;") */

@@ -472,28 +472,62 @@ bl_pg_schema_free(void)
     " WHERE m.id = 1"
 
 /*
- * The current rows when they are the rows at $5 (a page of a list at
- * the first page's revision, nothing written since), else the log's:
- * inline, so that the rows stream out with no copy through a function's
- * result store.  OFFSET 0 keeps the count in its subquery: pulled up
- * into the select list, it ran once per row returned.
+ * A range at revision $5 (bl_pg_sql_kv.c has the reasoning) takes one of
+ * three ways, each inline so that its rows stream out with no copy
+ * through a function's result store:
+ *   cur    nothing in the range changed after $5: the current rows
+ *   delta  a few log rows came after $5 (up to BL_PG_DELTA_MAX): the
+ *          current rows of the keys that did not change, merged with
+ *          the version at $5 of each key that did (the row its first
+ *          change after $5 replaced: prev_rev; the last at that revision,
+ *          as a transaction may delete a key and put it again)
+ *   log    many did: the log, key by key (ballast_at_rows)
+ * OFFSET 0 keeps the count and the choice in their subqueries: pulled up
+ * into the select list, the count ran once per row returned.  The
+ * changed keys are ordered by c.key, which their grouping already sorts,
+ * so that the LIMIT stops the probes (ordered by o.key, every changed
+ * key's version was read and sorted, values and all, for every page).
  */
 #define BL_PG_RANGE_AT_SQL(hi, cond)                                          \
     "SELECT m.revision, m.compact_revision, m.n,"                             \
     "  k.key, k.create_rev, k.mod_rev, k.version, k.lease, k.value"           \
     " FROM"                                                                   \
-    "  (SELECT revision, compact_revision, ok, ok AND fresh AS cur,"          \
-    "     ok AND NOT fresh AS log,"                                           \
+    "  (SELECT revision, compact_revision, ok AND fresh AS cur,"              \
+    "     ok AND near AND NOT fresh AS delta, ok AND NOT near AS log,"        \
     "     CASE WHEN ok THEN ballast_range_count($1, " hi ", $5)"              \
     "     ELSE 0 END AS n"                                                    \
-    "   FROM (SELECT revision, compact_revision,"                             \
-    "           $5 <= revision AND $5 >= compact_revision AS ok,"             \
-    "           ballast_range_fresh($1, " hi ", $5) AS fresh"                 \
-    "         FROM ballast_meta WHERE id = 1) x OFFSET 0) m"                   \
+    "   FROM (SELECT revision, compact_revision, ok, near,"                   \
+    "           near AND NOT EXISTS (SELECT FROM ballast_log"                 \
+    "                                WHERE rev > $5 AND " cond ") AS fresh"   \
+    "         FROM (SELECT revision, compact_revision,"                       \
+    "                 $5 <= revision AND $5 >= compact_revision AS ok,"       \
+    "                 ballast_changed_since($5) <= " BL_PG_DELTA_MAX          \
+    "                 AS near"                                                \
+    "               FROM ballast_meta WHERE id = 1) y OFFSET 0) x"            \
+    "   OFFSET 0) m"                                                          \
     " LEFT JOIN LATERAL"                                                      \
     "  ((SELECT key, create_rev, mod_rev, version, lease,"                    \
     "      CASE WHEN $4 THEN NULL ELSE value END AS value"                    \
     "    FROM ballast_kv WHERE m.cur AND " cond " ORDER BY key LIMIT $3)"     \
+    "   UNION ALL"                                                            \
+    "   (SELECT * FROM"                                                       \
+    "     ((SELECT key, create_rev, mod_rev, version, lease,"                 \
+    "         CASE WHEN $4 THEN NULL ELSE value END AS value"                 \
+    "       FROM ballast_kv WHERE m.delta AND " cond                          \
+    "         AND key NOT IN (SELECT key FROM ballast_log"                    \
+    "                         WHERE rev > $5 AND " cond ")"                   \
+    "       ORDER BY key LIMIT $3)"                                           \
+    "      UNION ALL"                                                         \
+    "      (SELECT o.key, o.create_rev, o.rev, o.version, o.lease,"           \
+    "         CASE WHEN $4 THEN NULL ELSE o.value END"                        \
+    "       FROM (SELECT key, (min(ARRAY[rev, sub, prev_rev]))[3] AS prev"    \
+    "             FROM ballast_log WHERE m.delta AND rev > $5 AND " cond      \
+    "             GROUP BY key) c"                                            \
+    "       CROSS JOIN LATERAL"                                               \
+    "        (SELECT * FROM ballast_log l WHERE l.key = c.key"                 \
+    "           AND l.rev = c.prev ORDER BY l.sub DESC LIMIT 1) o"            \
+    "       WHERE c.prev > 0 AND o.kind = 0 ORDER BY c.key LIMIT $3)) d"      \
+    "    ORDER BY d.key LIMIT $3)"                                            \
     "   UNION ALL"                                                            \
     "   (SELECT * FROM ballast_at_rows($1, " hi ", $5, $3, $4)"               \
     "    WHERE m.log)) k ON true"

@@ -7,11 +7,6 @@
 #include <bl_pg.h>
 
 
-/* beyond this many log rows after a revision, a range at it walks the
- * log key by key instead of correcting the current rows */
-#define BL_PG_DELTA_MAX  "10000"
-
-
 
 /*
  * Writing, shared by put, delete and txn (the caller holds the revision
