@@ -11,6 +11,7 @@
 static bl_pg_conn_t *bl_pg_pick(unsigned write);
 static bl_int_t bl_pg_send_batch(bl_pg_conn_t *c, bl_pg_queue_t *q,
     unsigned write, bl_uint_t max);
+static bl_int_t bl_pg_send_notify(bl_pg_conn_t *c);
 static void bl_pg_op_timeout(struct ev_loop *loop, ev_timer *w, int revents);
 
 
@@ -617,25 +618,6 @@ bl_pg_send_batch(bl_pg_conn_t *c, bl_pg_queue_t *q, unsigned write,
         b->nstmts++;
     }
 
-    /*
-     * The watchers of every node learn of the commit from its NOTIFY: one
-     * per write batch, with the last revision, sent only if the batch took
-     * one (bl_pg_schema.c).  It commits with the batch, so it is delivered
-     * at the commit and in commit order; if the batch fails, so does it.
-     */
-
-    if (write) {
-        if (PQsendQueryPrepared(c->pc, BL_PG_STMT_NOTIFY, 0, NULL, NULL,
-                                NULL, 1)
-            != 1)
-        {
-            bl_pg_conn_fail(c, BL_LOG_ERR, "could not send a statement");
-            return BL_OK;
-        }
-
-        b->nstmts++;
-    }
-
     b->cur = b->ops.head;
 
     if (PQpipelineSync(c->pc) != 1) {
@@ -643,7 +625,52 @@ bl_pg_send_batch(bl_pg_conn_t *c, bl_pg_queue_t *q, unsigned write,
         return BL_OK;
     }
 
+    if (write && bl_pg_send_notify(c) != BL_OK) {
+        return BL_OK;
+    }
+
     (void) bl_pg_flush(c);
+
+    return BL_OK;
+}
+
+
+/*
+ * The watchers of every node learn of a commit from a NOTIFY with the
+ * revision, sent by the writer after each write batch as a transaction
+ * of its own (a batch with no ops), queued right behind it.  Inside the
+ * write transaction, NOTIFY's work at commit (the notification queue and
+ * its lock) lengthened the time the revision lock is held, which bounds
+ * the write rate; after it, it costs the writer nothing.  A listener
+ * reads the log up to the revision it is told, and ignores one it has
+ * seen; should a NOTIFY be lost with its connection, the watcher's poll
+ * finds the rows.
+ */
+static bl_int_t
+bl_pg_send_notify(bl_pg_conn_t *c)
+{
+    bl_pg_batch_t  *b;
+
+    b = bl_calloc(sizeof(bl_pg_batch_t));
+    if (b == NULL) {
+        bl_pg_conn_fail(c, BL_LOG_ERR, "no memory for a NOTIFY");
+        return BL_ERROR;
+    }
+
+    b->conn = c;
+    c->tail->next = b;
+    c->tail = b;
+    c->inflight++;
+
+    if (PQsendQueryPrepared(c->pc, BL_PG_STMT_NOTIFY, 0, NULL, NULL, NULL, 1)
+        != 1
+        || PQpipelineSync(c->pc) != 1)
+    {
+        bl_pg_conn_fail(c, BL_LOG_ERR, "could not send a NOTIFY");
+        return BL_ERROR;
+    }
+
+    b->nstmts = 1;
 
     return BL_OK;
 }

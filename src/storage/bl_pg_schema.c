@@ -563,18 +563,10 @@ bl_pg_schema_free(void)
     "SELECT busy, deleted, scheduled, finished"                               \
     " FROM ballast_compact_step($1)"
 
-/*
- * The last statement of every write batch: if the transaction wrote the
- * meta row (the row's xmin is its own transaction id), NOTIFY with the
- * revision it reached.  A batch whose writes all failed, or changed
- * nothing, has not written the row (or only took its lock) and sends
- * nothing; one that failed a put (revision + 1, then - 1) notifies the
- * unchanged revision, which a listener ignores.
- */
+/* after every write batch (bl_pg_batch.c): the revision now */
 #define BL_PG_NOTIFY_SQL                                                      \
     "SELECT pg_notify('" BL_PG_CHANNEL "', revision::text)"                    \
-    " FROM ballast_meta"                                                      \
-    " WHERE id = 1 AND xmin = xid(pg_current_xact_id_if_assigned())"
+    " FROM ballast_meta WHERE id = 1"
 
 /*
  * The log read (bl_storage_log.c): $1 after, $2 the last revision wanted
