@@ -346,13 +346,16 @@ const char  bl_pg_sql_kv[] =
      *     BL_PG_DELTA_MAX + 1 (so the count costs at most that much)
      * ballast_range_fresh(lo, hi, at) -> whether the current rows of the
      *     range are its rows at `at`
-     * ballast_at_keys(lo, hi, at) -> the live keys at `at` (kind only: no
-     *     value is read) and ballast_at_rows(lo, hi, at, limit, keys_only)
-     *     the live rows: a loose index scan that jumps from key to key and
-     *     probes each key's newest log row at or below `at`, O(keys), never
+     * ballast_at_rows(lo, hi, at, limit, keys_only) -> the live rows at
+     *     `at`, from the log (ballast_at_keys counts them, reading no
+     *     value): a loose index scan that jumps from key to key and probes
+     *     each key's newest log row at or below `at`, O(keys), never
      *     O(history).  Its recursion is evaluated lazily, so the LIMIT
      *     stops it after a page, and its rows come in key order: the
-     *     recursive scan yields keys in order and the nested loop keeps it.
+     *     recursive scan yields keys in order and the nested loop keeps
+     *     it.  Each step finds the next key with no upper bound, one index
+     *     descent; the bound ends the recursion (as a scan condition it
+     *     would, at the range's end, read every later key looking for one).
      * hi NULL: no upper bound.
      */
     "CREATE FUNCTION ballast_changed_since(p_at bigint)\n"
@@ -361,23 +364,6 @@ const char  bl_pg_sql_kv[] =
     "    SELECT count(*) FROM (SELECT 1 FROM ballast_log\n"
     "        WHERE rev > p_at ORDER BY rev, sub\n"
     "        LIMIT " BL_PG_DELTA_MAX " + 1) c\n"
-    "$f$;\n"
-    "CREATE FUNCTION ballast_at_keys(p_lo bytea, p_hi bytea, p_at bigint)\n"
-    "RETURNS bigint\n"
-    "LANGUAGE sql STABLE AS $f$\n"
-    "    WITH RECURSIVE ks(key) AS (\n"
-    "        SELECT (SELECT l.key FROM ballast_log l\n"
-    "                WHERE l.key >= p_lo ORDER BY l.key LIMIT 1)\n"
-    "        UNION ALL\n"
-    "        SELECT (SELECT l.key FROM ballast_log l\n"
-    "                WHERE l.key > ks.key ORDER BY l.key LIMIT 1)\n"
-    "        FROM ks\n"
-    "        WHERE ks.key < p_hi OR (p_hi IS NULL AND ks.key IS NOT NULL))\n"
-    "    SELECT count(*) FROM ks CROSS JOIN LATERAL\n"
-    "        (SELECT l.kind FROM ballast_log l\n"
-    "         WHERE l.key = ks.key AND l.rev <= p_at\n"
-    "         ORDER BY l.rev DESC, l.sub DESC LIMIT 1) x\n"
-    "    WHERE x.kind = 0 AND (ks.key < p_hi OR p_hi IS NULL)\n"
     "$f$;\n"
     "CREATE FUNCTION ballast_at_rows(p_lo bytea, p_hi bytea, p_at bigint,\n"
     "    p_limit bigint, p_keys_only boolean)\n"
@@ -399,6 +385,11 @@ const char  bl_pg_sql_kv[] =
     "         ORDER BY l.rev DESC, l.sub DESC LIMIT 1) x\n"
     "    WHERE x.kind = 0 AND (ks.key < p_hi OR p_hi IS NULL)\n"
     "    LIMIT p_limit\n"
+    "$f$;\n"
+    "CREATE FUNCTION ballast_at_keys(p_lo bytea, p_hi bytea, p_at bigint)\n"
+    "RETURNS bigint\n"
+    "LANGUAGE sql STABLE AS $f$\n"
+    "    SELECT count(*) FROM ballast_at_rows(p_lo, p_hi, p_at, NULL, true)\n"
     "$f$;\n"
     "CREATE FUNCTION ballast_range_count(p_lo bytea, p_hi bytea, p_at bigint)\n"
     "RETURNS bigint\n"
