@@ -55,8 +55,13 @@ RUNS = [
     ("list", "list-past", ["-mode", "list", "-rev", "fixed"]),
     ("watch", "watch", ["-mode", "watch"]),
     ("lease", "lease", ["-mode", "lease"]),
+    # the server's memory holding 100k keys of 256 B and 10k watchers (100
+    # streams) while 100 puts reach every watcher: the table's PSS column
+    ("memory", "memory", ["-mode", "watch", "-preload-keys", "100000",
+                          "-watchers", "10000", "-streams", "100", "-total", "100",
+                          "-put-rate", "10", "-drain", "30s"]),
 ]
-MODES = ["put", "range", "txn", "list", "watch", "lease"]
+MODES = ["put", "range", "txn", "list", "watch", "lease", "memory"]
 
 # what the issue asks of each run (ratio ballast/etcd)
 TARGETS = {
@@ -641,6 +646,13 @@ def table(results, pgb):
         elif name.startswith("list"):
             extra.append(f"{name:10} {side:8} {r['objects_per_s']:.0f} objects/s, {r['pages_per_s']:.0f} "
                          f"pages/s, {r['mib_per_s']:.0f} MiB/s (rev {r['fixed_rev'] if r['rev'] == 'fixed' else 'current'})")
+        elif name == "memory":
+            extra.append(f"{name:10} {side:8} {r['preload_keys']} keys of {r.get('val_size', 256)} B "
+                         f"(written in {r['preload_s']:.1f} s), {r['watchers']} watchers/"
+                         f"{r['streams']} streams, {r['puts_ok']}/{r['puts']} puts; exactly once: "
+                         f"{r['exactly_once']}; peak of all its processes: PSS "
+                         f"{rec['peak_pss_mib']:.0f} MiB, RSS {rec['peak_rss_mib']:.0f} MiB "
+                         f"({rec['processes']} processes)")
         elif name == "watch":
             extra.append(f"{name:10} {side:8} {r['watchers']} watchers/{r['streams']} streams, "
                          f"{r['puts_ok']}/{r['puts']} puts at {r['put_rate']}/s; exactly once: "

@@ -61,6 +61,7 @@ type options struct {
 	valMin      int
 	valMax      int
 	watchers    int
+	preloadKeys int
 	streams     int
 	putRate     int
 	putClients  int
@@ -100,6 +101,7 @@ func parseFlags() {
 	flag.IntVar(&opt.putClients, "put-clients", 4, "watch: concurrent putters")
 	flag.DurationVar(&opt.drain, "drain", 5*time.Second, "watch: how long to wait for the last events")
 	flag.DurationVar(&opt.settle, "settle", 0, "watch: pause between the watchers' creation and the first put")
+	flag.IntVar(&opt.preloadKeys, "preload-keys", 0, "watch: keys of -val-size bytes written outside the watched prefix first (memory mode)")
 	flag.IntVar(&opt.leases, "leases", 1000, "lease: leases kept alive")
 	flag.Int64Var(&opt.ttl, "ttl", 300, "lease: TTL of the granted leases (s)")
 	flag.DurationVar(&opt.opTimeout, "op-timeout", 10*time.Second, "timeout of one request")

@@ -11,7 +11,10 @@ package main
 // watcher received it − the time its put was acknowledged (negative values,
 // event before acknowledgement, count as 0; from_send_* measure from the
 // moment the put was sent).  Every watcher must get every put exactly once.
-// ops_per_s is events delivered per second.
+// ops_per_s is events delivered per second.  With -preload-keys, that
+// many keys of -val-size bytes are written (outside the prefix) before the
+// watchers are created: the memory mode, a server holding a key space and
+// many watchers at once.
 
 import (
 	"context"
@@ -46,6 +49,22 @@ func modeWatch() map[string]interface{} {
 	}
 	cs := newClients(opt.conns)
 	N := opt.watchers
+	preloadSecs := 0.0
+	if opt.preloadKeys > 0 {
+		t0 := time.Now()
+		err := parallel(opt.preloadKeys, 64, func(i int) error {
+			rnd := rand.New(rand.NewSource(opt.seed + int64(i)))
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			_, err := cs[i%len(cs)].Put(ctx, fmt.Sprintf("/bench/mem/%08d", i),
+				string(randBytes(rnd, opt.valSize)))
+			return err
+		})
+		if err != nil {
+			fatalf("preload: %v", err)
+		}
+		preloadSecs = time.Since(t0).Seconds()
+	}
 
 	// recv[w][seq]: when watcher w got event seq (ns since start, 0 = not
 	// yet); count[w][seq]: how many times
@@ -310,6 +329,8 @@ func modeWatch() map[string]interface{} {
 	res["from_send_p99_ms"] = sendLat["p99_ms"]
 	res["clients"] = opt.putClients
 	res["watchers"] = N
+	res["preload_keys"] = opt.preloadKeys
+	res["preload_s"] = round3(preloadSecs)
 	res["streams"] = opt.streams
 	res["puts"] = P
 	res["puts_ok"] = okPuts
