@@ -146,6 +146,7 @@ struct bl_pg_batch_s {
     size_t                   size;
     unsigned                 write:1;
     unsigned                 prepare:1; /* the statements of a new conn */
+    unsigned                 notify:1;  /* a write batch's NOTIFY */
     unsigned                 got:1;     /* cur has had its result */
     unsigned                 failed:1;
 };
@@ -222,6 +223,7 @@ int bl_storage_range_form(const bl_str_t *range_end);
 #define BL_PG_STMT_TXN_RO            "bl_txn_ro"
 #define BL_PG_STMT_COMPACT           "bl_compact"
 #define BL_PG_STMT_COMPACT_STEP      "bl_compact_step"
+#define BL_PG_STMT_NOTIFY_MARK       "bl_notify_mark"
 #define BL_PG_STMT_NOTIFY            "bl_notify"
 #define BL_PG_STMT_LOG_ALL           "bl_log_all"
 #define BL_PG_STMT_LOG_KEY           "bl_log_key"

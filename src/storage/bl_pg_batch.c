@@ -178,8 +178,10 @@ bl_pg_batch_done(bl_pg_batch_t *b)
 
     c = b->conn;
 
-    bl_storage_stats.round_trips++;
-    bl_storage_stats.statements += b->nstmts;
+    if (!b->notify) {
+        bl_storage_stats.round_trips++;
+        bl_storage_stats.statements += b->nstmts;
+    }
 
     if (b->prepare) {
         failed = b->failed;
@@ -618,6 +620,20 @@ bl_pg_send_batch(bl_pg_conn_t *c, bl_pg_queue_t *q, unsigned write,
         b->nstmts++;
     }
 
+    /* the first part of the batch's NOTIFY (see bl_pg_send_notify) */
+
+    if (write) {
+        if (PQsendQueryPrepared(c->pc, BL_PG_STMT_NOTIFY_MARK, 0, NULL, NULL,
+                                NULL, 1)
+            != 1)
+        {
+            bl_pg_conn_fail(c, BL_LOG_ERR, "could not send a statement");
+            return BL_OK;
+        }
+
+        b->nstmts++;
+    }
+
     b->cur = b->ops.head;
 
     if (PQpipelineSync(c->pc) != 1) {
@@ -637,14 +653,16 @@ bl_pg_send_batch(bl_pg_conn_t *c, bl_pg_queue_t *q, unsigned write,
 
 /*
  * The watchers of every node learn of a commit from a NOTIFY with the
- * revision, sent by the writer after each write batch as a transaction
- * of its own (a batch with no ops), queued right behind it.  Inside the
- * write transaction, NOTIFY's work at commit (the notification queue and
- * its lock) lengthened the time the revision lock is held, which bounds
- * the write rate; after it, it costs the writer nothing.  A listener
- * reads the log up to the revision it is told, and ignores one it has
- * seen; should a NOTIFY be lost with its connection, the watcher's poll
- * finds the rows.
+ * revision it reached: the batch's last statement marks the session with
+ * it (and only if the batch took a revision; bl_pg_schema.c), and this
+ * transaction of its own, queued right behind the batch, sends it.
+ * Inside the write transaction, NOTIFY's work at commit (the
+ * notification queue and its lock) lengthened the time the revision lock
+ * is held, which bounds the write rate; after it, it costs the writer
+ * nothing.  It counts with its batch (one statement, no round trip of
+ * its own: nobody waits for it).  A listener reads the log up to the
+ * revision it is told; should a NOTIFY be lost with its connection, the
+ * watcher's poll finds the rows.
  */
 static bl_int_t
 bl_pg_send_notify(bl_pg_conn_t *c)
@@ -658,6 +676,7 @@ bl_pg_send_notify(bl_pg_conn_t *c)
     }
 
     b->conn = c;
+    b->notify = 1;
     c->tail->next = b;
     c->tail = b;
     c->inflight++;
@@ -669,8 +688,6 @@ bl_pg_send_notify(bl_pg_conn_t *c)
         bl_pg_conn_fail(c, BL_LOG_ERR, "could not send a NOTIFY");
         return BL_ERROR;
     }
-
-    b->nstmts = 1;
 
     return BL_OK;
 }

@@ -563,10 +563,26 @@ bl_pg_schema_free(void)
     "SELECT busy, deleted, scheduled, finished"                               \
     " FROM ballast_compact_step($1)"
 
-/* after every write batch (bl_pg_batch.c): the revision now */
+/*
+ * The NOTIFY of a write batch (bl_pg_batch.c), in two parts.  The last
+ * statement of the batch marks the session with the revision it reached,
+ * if it wrote the meta row (the row's xmin is its own transaction id): a
+ * batch whose writes all failed, or changed nothing, marks nothing, and
+ * a batch that fails takes its mark back with it (set_config is
+ * transactional).  Right behind it, a transaction of its own sends the
+ * marked revision and clears the mark, so that PostgreSQL's notification
+ * work at commit does not lengthen the hold of the revision lock.
+ */
+#define BL_PG_NOTIFY_MARK_SQL                                                 \
+    "SELECT set_config('ballast.notify', revision::text, false)"              \
+    " FROM ballast_meta"                                                      \
+    " WHERE id = 1 AND xmin = xid(pg_current_xact_id_if_assigned())"
+
 #define BL_PG_NOTIFY_SQL                                                      \
-    "SELECT pg_notify('" BL_PG_CHANNEL "', revision::text)"                    \
-    " FROM ballast_meta WHERE id = 1"
+    "SELECT pg_notify('" BL_PG_CHANNEL "', v),"                                \
+    "  set_config('ballast.notify', '', false)"                               \
+    " FROM (SELECT current_setting('ballast.notify', true) AS v) m"           \
+    " WHERE v <> ''"
 
 /*
  * The log read (bl_storage_log.c): $1 after, $2 the last revision wanted
@@ -741,6 +757,7 @@ const bl_pg_stmt_t  bl_pg_stmts[] = {
     { BL_PG_STMT_COMPACT, BL_PG_COMPACT_SQL, 1, bl_pg_compact_types },
     { BL_PG_STMT_COMPACT_STEP, BL_PG_COMPACT_STEP_SQL, 1,
       bl_pg_compact_step_types },
+    { BL_PG_STMT_NOTIFY_MARK, BL_PG_NOTIFY_MARK_SQL, 0, NULL },
     { BL_PG_STMT_NOTIFY, BL_PG_NOTIFY_SQL, 0, NULL },
     { BL_PG_STMT_LOG_ALL, BL_PG_LOG_SQL(""), 2, bl_pg_log_types },
     { BL_PG_STMT_LOG_KEY, BL_PG_LOG_SQL("e.key = $3 AND"), 3,
