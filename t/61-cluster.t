@@ -118,7 +118,12 @@ n2.stop()
 # killed: gone once its heartbeat is too old
 n2.start()
 t.ok(bltest.wait_until(lambda: "node2" in members(n1), 5), "node2 back again")
+# the whole node at once: stopped first, so that no child sees its master
+# die and leaves the node table gracefully before its own SIGKILL lands
 pids = [n2.master_pid] + bltest.child_pids(n2.master_pid)
+n2.signal(signal.SIGSTOP)
+for pid in pids[1:]:
+    os.kill(pid, signal.SIGSTOP)
 n2.signal(signal.SIGKILL)
 for pid in pids[1:]:
     os.kill(pid, signal.SIGKILL)
