@@ -21,14 +21,12 @@ See t/bench/README.
 
 import argparse
 import datetime
-import fcntl
 import hashlib
 import json
 import os
 import re
 import resource
 import select
-import shutil
 import subprocess
 import sys
 import threading
@@ -36,10 +34,10 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "lib"))
 import bltest  # noqa: E402
+import bldiff  # noqa: E402
 
 ROOT = bltest.repo_root()
 GO_DIR = os.path.join(ROOT, "t", "bench", "go")
-GOPATH = "/usr/share/gocode"
 CLK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
@@ -77,42 +75,15 @@ def say(*args):
 
 # ------------------------------------------------------------ the generator
 
-def go_env(cache):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GO")}
-    env.update(GO111MODULE="off", GOPATH=GOPATH, GOCACHE=cache, GOPROXY="off", GOFLAGS="",
-               GOENV="off", CGO_ENABLED="0", GOTELEMETRY="off")
-    env.setdefault("HOME", "/nonexistent")
-    return env
-
-
 def build_generator(objdir):
     """Build t/bench/go once per source hash into objdir; return its path."""
-    if shutil.which("go") is None:
-        raise SystemExit("bench: no go toolchain (apt-get install golang-go golang-etcd-server-dev)")
-    os.makedirs(objdir, exist_ok=True)
-    h = hashlib.sha256()
-    for name in sorted(os.listdir(GO_DIR)):
-        if name.endswith(".go"):
-            h.update(name.encode() + b"\0")
-            with open(os.path.join(GO_DIR, name), "rb") as f:
-                h.update(f.read())
-    h.update(subprocess.run(["go", "version"], capture_output=True, timeout=30).stdout)
-    path = os.path.join(objdir, "blbench-" + h.hexdigest()[:16])
-    with open(os.path.join(objdir, ".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if os.access(path, os.X_OK):
-            return path
-        say(f"building the load generator ({os.path.relpath(GO_DIR, ROOT)} -> {os.path.relpath(path, ROOT)})")
-        t0 = time.monotonic()
-        tmp = f"{path}.tmp{os.getpid()}"
-        r = subprocess.run(["go", "build", "-o", tmp, "."], cwd=GO_DIR,
-                           env=go_env(os.path.join(objdir, "gocache")),
-                           capture_output=True, text=True, timeout=900)
-        if r.returncode != 0:
-            raise SystemExit(f"bench: go build failed ({r.returncode}):\n{r.stdout}{r.stderr}")
-        os.rename(tmp, path)
-        say(f"built in {time.monotonic() - t0:.0f} s")
-        return path
+    try:
+        path, secs = bldiff.build_go(GO_DIR, "blbench", objdir, os.path.join(objdir, "gocache"))
+    except RuntimeError as e:
+        raise SystemExit(f"bench: {e}\n(apt-get install golang-go golang-etcd-server-dev)")
+    if secs:
+        say(f"built the load generator {os.path.relpath(path, ROOT)} in {secs:.0f} s")
+    return path
 
 
 # ------------------------------------------------------- process accounting

@@ -243,34 +243,44 @@ def go_env(cache):
     return env
 
 
-def go_binary():
-    """Build (once per source hash) the Go client; returns (path, seconds
-    spent building, 0.0 if it was cached)."""
-    if not os.path.isfile(GO_SRC):
-        raise RuntimeError(f"{GO_SRC} is missing")
+def build_go(src_dir, name, objdir=None, cache=None):
+    """Build the Go program in src_dir (GOPATH mode, Debian's clientv3) once
+    per hash of its .go files and the toolchain, into objdir (default
+    build_dir()) as NAME-<hash>; returns (path, seconds spent building, 0.0
+    if it was there).  One build at a time: parallel prove runs share it."""
     if shutil.which("go") is None:
         raise RuntimeError("no go toolchain (golang-go)")
-    d = build_dir()
+    d = objdir or build_dir()
     os.makedirs(d, exist_ok=True)
     h = hashlib.sha256()
-    with open(GO_SRC, "rb") as f:
-        h.update(f.read())
+    for f_name in sorted(os.listdir(src_dir)):
+        if f_name.endswith(".go"):
+            h.update(f_name.encode() + b"\0")
+            with open(os.path.join(src_dir, f_name), "rb") as f:
+                h.update(f.read())
     h.update(subprocess.run(["go", "version"], capture_output=True, timeout=30).stdout)
-    path = os.path.join(d, "bldiff-" + h.hexdigest()[:16])
+    path = os.path.join(d, f"{name}-" + h.hexdigest()[:16])
     with open(os.path.join(d, ".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)     # parallel prove: one build at a time
+        fcntl.flock(lock, fcntl.LOCK_EX)
         if os.access(path, os.X_OK):
             return path, 0.0
         start = time.monotonic()
         tmp = f"{path}.tmp{os.getpid()}"
-        r = subprocess.run(["go", "build", "-o", tmp, "."], cwd=os.path.dirname(GO_SRC),
-                           env=go_env(os.path.join(d, "cache")), capture_output=True,
-                           text=True, timeout=900)
+        r = subprocess.run(["go", "build", "-o", tmp, "."], cwd=src_dir,
+                           env=go_env(cache or os.path.join(d, "cache")),
+                           capture_output=True, text=True, timeout=900)
         if r.returncode != 0:
-            raise RuntimeError(f"go build of {GO_SRC} failed ({r.returncode}):\n"
+            raise RuntimeError(f"go build of {src_dir} failed ({r.returncode}):\n"
                                f"{r.stdout}{r.stderr}")
         os.rename(tmp, path)
         return path, time.monotonic() - start
+
+
+def go_binary():
+    """The Go client t/lib/go/bldiff: (path, seconds spent building)."""
+    if not os.path.isfile(GO_SRC):
+        raise RuntimeError(f"{GO_SRC} is missing")
+    return build_go(os.path.dirname(GO_SRC), "bldiff")
 
 
 class GoClient:

@@ -13,12 +13,7 @@
   id, half-closed after the last: the answers, in order, or the error.
 """
 
-import fcntl
-import hashlib
 import os
-import shutil
-import subprocess
-import time
 
 import bldiff
 
@@ -65,29 +60,7 @@ def sort_lists(doc, names=("keys", "leases")):
 def blconc_binary():
     """Build t/lib/go/blconc once per source hash into $BALLAST_BUILDDIR/go;
     returns (path, seconds spent building or 0.0)."""
-    if shutil.which("go") is None:
-        raise RuntimeError("no go toolchain (golang-go)")
-    d = bldiff.build_dir()
-    os.makedirs(d, exist_ok=True)
-    h = hashlib.sha256()
-    with open(BLCONC_SRC, "rb") as f:
-        h.update(f.read())
-    h.update(subprocess.run(["go", "version"], capture_output=True, timeout=30).stdout)
-    path = os.path.join(d, "blconc-" + h.hexdigest()[:16])
-    with open(os.path.join(d, ".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if os.access(path, os.X_OK):
-            return path, 0.0
-        start = time.monotonic()
-        tmp = f"{path}.tmp{os.getpid()}"
-        r = subprocess.run(["go", "build", "-o", tmp, "."], cwd=os.path.dirname(BLCONC_SRC),
-                           env=bldiff.go_env(os.path.join(d, "cache")), capture_output=True,
-                           text=True, timeout=900)
-        if r.returncode != 0:
-            raise RuntimeError(f"go build of {BLCONC_SRC} failed ({r.returncode}):\n"
-                               f"{r.stdout}{r.stderr}")
-        os.rename(tmp, path)
-        return path, time.monotonic() - start
+    return bldiff.build_go(os.path.dirname(BLCONC_SRC), "blconc")
 
 
 def ka_stream(client, ids, timeout=10):

@@ -23,12 +23,9 @@ the test (they run under setpriv --pdeathsig KILL and are tracked by pid).
 
 import collections
 import csv
-import fcntl
-import hashlib
 import io
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -44,31 +41,7 @@ GO_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "go", "blload"
 def binary():
     """Build t/lib/go/blload once per source hash into $BALLAST_BUILDDIR/go;
     returns (path, seconds spent building or 0.0)."""
-    if shutil.which("go") is None:
-        raise RuntimeError("no go toolchain (golang-go)")
-    d = bldiff.build_dir()
-    os.makedirs(d, exist_ok=True)
-    h = hashlib.sha256()
-    for name in sorted(os.listdir(GO_DIR)):
-        if name.endswith(".go"):
-            with open(os.path.join(GO_DIR, name), "rb") as f:
-                h.update(name.encode() + b"\0" + f.read())
-    h.update(subprocess.run(["go", "version"], capture_output=True, timeout=30).stdout)
-    path = os.path.join(d, "blload-" + h.hexdigest()[:16])
-    with open(os.path.join(d, ".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)     # parallel prove: one build at a time
-        if os.access(path, os.X_OK):
-            return path, 0.0
-        start = time.monotonic()
-        tmp = f"{path}.tmp{os.getpid()}"
-        r = subprocess.run(["go", "build", "-o", tmp, "."], cwd=GO_DIR,
-                           env=bldiff.go_env(os.path.join(d, "cache")), capture_output=True,
-                           text=True, timeout=900)
-        if r.returncode != 0:
-            raise RuntimeError(f"go build of {GO_DIR} failed ({r.returncode}):\n"
-                               f"{r.stdout}{r.stderr}")
-        os.rename(tmp, path)
-        return path, time.monotonic() - start
+    return bldiff.build_go(GO_DIR, "blload")
 
 
 class Load:
