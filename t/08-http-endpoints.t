@@ -225,34 +225,9 @@ t.is_(r.rc, 0, "gRPC on that port goes on")
 # --- metrics count the RPCs, over all workers
 
 
-def parse_metrics(text):
-    """{(name, frozenset(labels)): value}, checking the text format as we go."""
-    out, types, errors = {}, {}, []
-    line_re = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{([^}]*)\})? (\S+)$')
-    for line in text.splitlines():
-        if line.startswith("# HELP "):
-            continue
-        if line.startswith("# TYPE "):
-            _, _, name, typ = line.split(" ", 3)
-            if name in types:
-                errors.append("TYPE twice: " + name)
-            types[name] = typ
-            continue
-        m = line_re.match(line)
-        if not m:
-            errors.append("bad line: " + line)
-            continue
-        labels = frozenset(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', m.group(3) or ""))
-        try:
-            out[(m.group(1), labels)] = float(m.group(4))
-        except ValueError:
-            errors.append("bad value: " + line)
-    return out, types, errors
-
-
 def scrape(addr=HTTP):
     st, h, body = get("/metrics", addr=addr)
-    return parse_metrics(body)[0]
+    return bltest.parse_metrics(body)[0]
 
 
 def value(m, name, **labels):
@@ -330,7 +305,7 @@ t.ok(value(m, "ballast_http_connections") >= 1, "ballast_http_connections sees t
 s.close()
 
 st, h, text = get("/metrics")
-m, types, errors = parse_metrics(text)
+m, types, errors = bltest.parse_metrics(text)
 t.is_(errors, [], "the exposition parses line by line")
 t.is_(types.get("grpc_server_handling_seconds"), "histogram", "  with TYPE lines")
 promtool = shutil.which("promtool")

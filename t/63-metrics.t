@@ -16,7 +16,7 @@
 #  - ballast_reloads_total{result} by a good and a broken HUP,
 #    ballast_respawns_total{process} by killed children, counters kept;
 #  - `promtool check metrics` passes on the exposition.
-import http.client, os, re, shutil, signal, subprocess, sys, time
+import http.client, os, shutil, signal, subprocess, sys, time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
 import bltest
 import blwatch
@@ -40,30 +40,8 @@ def get_text():
     return body
 
 
-def parse(text):
-    """{(name, frozenset(labels)): value}, {name: type}, [format errors]."""
-    out, types, errors = {}, {}, []
-    line_re = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{([^}]*)\})? (\S+)$')
-    for line in text.splitlines():
-        if line.startswith("# HELP "):
-            continue
-        if line.startswith("# TYPE "):
-            _, _, name, typ = line.split(" ", 3)
-            if name in types:
-                errors.append("TYPE twice: " + name)
-            types[name] = typ
-            continue
-        m = line_re.match(line)
-        if not m:
-            errors.append("bad line: " + line)
-            continue
-        labels = frozenset(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', m.group(3) or ""))
-        out[(m.group(1), labels)] = float(m.group(4))
-    return out, types, errors
-
-
 def scrape():
-    return parse(get_text())[0]
+    return bltest.parse_metrics(get_text())[0]
 
 
 def val(m, name, **labels):
@@ -226,7 +204,7 @@ t.is_(m_ok, crev, "compacted at %d: ballast_compact_revision %d" % (crev, crev))
 t.is_(metric("etcd_debugging_mvcc_compact_revision"), crev, "  etcd_debugging_mvcc_compact_revision too")
 
 text = get_text()
-m, types, errors = parse(text)
+m, types, errors = bltest.parse_metrics(text)
 t.is_(errors, [], "the exposition parses line by line")
 t.is_({n: types.get(n) for n in ("ballast_watchers", "ballast_leases", "ballast_reloads_total",
                                  "ballast_watch_events_sent_total", "etcd_server_has_leader")},

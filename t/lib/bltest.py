@@ -683,6 +683,33 @@ def etcdctl(endpoint, *args, input=None, timeout=10):
     return EtcdctlResult(r.returncode, r.stdout, r.stderr)
 
 
+def parse_metrics(text):
+    """Prometheus text format: ({(name, frozenset(labels)): value},
+    {name: type}, [format errors]), checking the format as it goes."""
+    import re
+    out, types, errors = {}, {}, []
+    line_re = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{([^}]*)\})? (\S+)$')
+    for line in text.splitlines():
+        if line.startswith("# HELP "):
+            continue
+        if line.startswith("# TYPE "):
+            _, _, name, typ = line.split(" ", 3)
+            if name in types:
+                errors.append("TYPE twice: " + name)
+            types[name] = typ
+            continue
+        m = line_re.match(line)
+        if not m:
+            errors.append("bad line: " + line)
+            continue
+        labels = frozenset(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', m.group(3) or ""))
+        try:
+            out[(m.group(1), labels)] = float(m.group(4))
+        except ValueError:
+            errors.append("bad value: " + line)
+    return out, types, errors
+
+
 def etcd3_client(endpoint):
     """A python-etcd3 client for "HOST:PORT" (5 s timeout)."""
     import etcd3
