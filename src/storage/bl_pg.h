@@ -131,6 +131,11 @@ struct bl_storage_op_s {
     } req;
 };
 
+/* o is in the group that shares first's statement (a merge kind's send
+ * and result walk it: for (o = first; bl_pg_in_group(o, first); ...)) */
+#define bl_pg_in_group(o, first)                                              \
+    ((o) != NULL && ((o) == (first) || (o)->merged))
+
 typedef struct {
     bl_storage_op_t         *head;
     bl_storage_op_t         *tail;

@@ -284,10 +284,6 @@ bl_storage_put(bl_pool_t *pool, const bl_put_req_t *req,
  * its rows answer the puts in the group's order.
  */
 
-#define bl_storage_put_group(o, first)                                        \
-    ((o) != NULL && ((o) == (first) || (o)->merged))
-
-
 static bl_int_t
 bl_storage_put_send(PGconn *pc, bl_storage_op_t *op)
 {
@@ -303,7 +299,7 @@ bl_storage_put_send(PGconn *pc, bl_storage_op_t *op)
     keys = 0;
     vals = 0;
 
-    for (o = op; bl_storage_put_group(o, op); o = o->next) {
+    for (o = op; bl_pg_in_group(o, op); o = o->next) {
         n++;
         keys += o->req.put.key.len;
         vals += o->req.put.value.len;
@@ -329,7 +325,7 @@ bl_storage_put_send(PGconn *pc, bl_storage_op_t *op)
 
     /* cancelled ones too: they were sent, so they are written */
 
-    for (o = op; bl_storage_put_group(o, op); o = o->next) {
+    for (o = op; bl_pg_in_group(o, op); o = o->next) {
         r = &o->req.put;
 
         f = (r->prev_kv ? 1 : 0) | (r->ignore_value ? 2 : 0)
@@ -372,14 +368,14 @@ bl_storage_put_result(bl_storage_op_t *op, PGresult *res)
     nrows = PQntuples(res);
     row = 0;
 
-    for (o = op; bl_storage_put_group(o, op); o = o->next, row++) {
+    for (o = op; bl_pg_in_group(o, op); o = o->next, row++) {
         if (row >= nrows || PQnfields(res) != 8
             || bl_pg_int32(res, row, 0, &n) != BL_OK || n != row + 1)
         {
             bl_log_error(BL_LOG_ERR, 0, "postgres: unexpected answer to "
                          "put");
 
-            for ( /* void */ ; bl_storage_put_group(o, op); o = o->next) {
+            for ( /* void */ ; bl_pg_in_group(o, op); o = o->next) {
                 o->status = BL_ST_INTERNAL;
             }
 

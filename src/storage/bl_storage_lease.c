@@ -276,10 +276,6 @@ bl_storage_lease_keepalive(bl_pool_t *pool, int64_t id,
 }
 
 
-#define bl_storage_lease_group(o, first)                                      \
-    ((o) != NULL && ((o) == (first) || (o)->merged))
-
-
 static bl_int_t
 bl_storage_lease_keepalive_send(PGconn *pc, bl_storage_op_t *op)
 {
@@ -291,7 +287,7 @@ bl_storage_lease_keepalive_send(PGconn *pc, bl_storage_op_t *op)
 
     n = 0;
 
-    for (o = op; bl_storage_lease_group(o, op); o = o->next) {
+    for (o = op; bl_pg_in_group(o, op); o = o->next) {
         n++;
     }
 
@@ -307,7 +303,7 @@ bl_storage_lease_keepalive_send(PGconn *pc, bl_storage_op_t *op)
     dims[0] = (int) n;
     p = bl_pg_array_start(buf, BL_PG_INT8OID, 1, dims, 0);
 
-    for (o = op; bl_storage_lease_group(o, op); o = o->next) {
+    for (o = op; bl_pg_in_group(o, op); o = o->next) {
         p = bl_pg_array_int64(p, o->req.lease.id);
     }
 
@@ -395,7 +391,7 @@ bl_storage_lease_keepalive_result(bl_storage_op_t *op, PGresult *res)
         ttls = NULL;
     }
 
-    for (o = op; bl_storage_lease_group(o, op); o = o->next) {
+    for (o = op; bl_pg_in_group(o, op); o = o->next) {
         if (o->cancelled || o->done) {
             continue;
         }
@@ -422,7 +418,7 @@ nomem:
 
     free(ids);
 
-    for (o = op; bl_storage_lease_group(o, op); o = o->next) {
+    for (o = op; bl_pg_in_group(o, op); o = o->next) {
         o->status = BL_ST_INTERNAL;
         o->result = NULL;
     }
