@@ -25,6 +25,7 @@ import collections
 import csv
 import io
 import json
+import math
 import os
 import signal
 import socket
@@ -158,8 +159,11 @@ class Load:
             return json.load(f)
 
     def failures_between(self, t0, t1=None):
-        """The failures whose time (unix s) is in [t0, t1)."""
-        lo, hi = t0 * 1000, (t1 * 1000 if t1 is not None else float("inf"))
+        """The failures whose time (unix s) is in [t0, t1), in the whole
+        milliseconds the generator stamps them with (t_ms is truncated: a
+        failure in the kill's own millisecond cannot be told before it)."""
+        lo = math.floor(t0 * 1000)
+        hi = math.floor(t1 * 1000) if t1 is not None else float("inf")
         return [f for f in self.result["failures"] if lo <= f["t_ms"] < hi]
 
 
